@@ -23,8 +23,8 @@ import paper
 from device_data import DevicePipeline
 from PreResNet import ResNet18
 from train_utils import (LoaderPipeline, Runtime, UsageError, add_runtime_args, atomic_save, check_output_dir,
-                         check_range, digest, prepare_run, print_settings, progress, rng_state, run_main,
-                         seed_everything, set_rng_state, summarize)
+                         check_range, checkpoint_state, digest, prepare_run, print_settings, resume_nets, run_main,
+                         seed_everything, set_rng_state, summarize, train_on_divisions, warmup_nets)
 
 WARM_UP = {'cifar10': 10, 'cifar100': 30, 'fashionmnist': 10}
 
@@ -238,15 +238,14 @@ def main(argv=None):
 
     N = len(data.noise_label)
     clean = data.clean
+    label_digest = digest(data.noise_label)
     window = 5 if args.r == 0.9 else 1  # kept quirk: history averaging only for exactly r == 0.9
     history = [deque(maxlen=5), deque(maxlen=5)]  # normalised loss vectors; only the last 5 are ever used
     gmm_state = None if args.unseeded_gmm else args.seed
+    nets, runs, optimizers = (net1, net2), (run1, run2), (optimizer1, optimizer2)
     accs, start_epoch = [], 0
     if ckpt is not None:
-        net1.load_state_dict(ckpt['net1'])
-        net2.load_state_dict(ckpt['net2'])
-        optimizer1.load_state_dict(ckpt['optimizer1'])
-        optimizer2.load_state_dict(ckpt['optimizer2'])
+        resume_nets(ckpt, nets, optimizers)
         for k in range(2):
             history[k].extend(ckpt['history'][k])
         accs = list(ckpt['accs'])
@@ -255,9 +254,12 @@ def main(argv=None):
         print('| resumed from %s after epoch %d' % (ckpt_path if args.resume == 'auto' else args.resume,
                                                      ckpt['epoch']))
 
-    nets, runs, optimizers = (net1, net2), (run1, run2), (optimizer1, optimizer2)
     autocast = runtime.autocast
     name = '%s:%.1f-%s' % (args.dataset, args.r, args.noise_mode)
+
+    def write_stats(peer, prob, pred):
+        stats = dm.division_stats(prob, pred, clean)
+        log.write('stats', 'Numer of labeled samples:%d   AUC:%.3f\n' % (stats['labeled'], stats['auc']))
 
     for epoch in range(start_epoch, args.num_epochs + 1):
         t0 = time.time()
@@ -268,13 +270,9 @@ def main(argv=None):
         divisions = [None, None]
 
         if epoch < args.warm_up:
-            for k in range(2):
-                n_iter = (N + 2 * args.batch_size - 1) // (2 * args.batch_size)
-                with progress(n_iter, '%s | Epoch %d warm-up net%d' % (name, epoch, k + 1), args.log_every) as step:
-                    out = dm.warmup_epoch(runs[k], optimizers[k], pipeline.warmup_batches(), epoch=epoch,
-                                          conf_penalty=args.conf_penalty == 'on', autocast=autocast, on_step=step,
-                                          check_every=args.log_every * 5)
-                record['loss%d' % (k + 1)] = out['loss']
+            n_iter = (N + 2 * args.batch_size - 1) // (2 * args.batch_size)
+            record.update(warmup_nets(epoch, runs, optimizers, lambda k: pipeline.warmup_batches(),
+                                      args.conf_penalty == 'on', runtime, name, args.log_every, n_iter))
             if args.track_division or epoch in wanted_dumps:
                 # monitoring only: fork the RNG so the run's random stream is exactly as without it
                 with torch.random.fork_rng(devices=[]):
@@ -283,30 +281,11 @@ def main(argv=None):
         else:
             divisions = [dm.eval_train(runs[k], pipeline.eval_batches(), N, history[k], window,
                                        random_state=gmm_state, autocast=autocast) for k in range(2)]
-            preds = [d['prob'] > args.p_threshold for d in divisions]
-            for k in range(2):  # net1 trains on net2's division, then net2 on net1's (co-divide)
-                peer = 1 - k
-                prob, pred = divisions[peer]['prob'], preds[peer]
-                stats = dm.division_stats(prob, pred, clean)
-                log.write('stats', 'Numer of labeled samples:%d   AUC:%.3f\n' % (stats['labeled'], stats['auc']))
-                labeled, unlabeled, n_labeled = pipeline.train_batches(pred, prob)
-                if n_labeled == 0:
-                    print('warning: epoch %d: the division by net%d labels no sample as clean; net%d is not '
-                          'trained this epoch' % (epoch, peer + 1, k + 1), file=sys.stderr)
-                    record['skipped%d' % (k + 1)] = True
-                    continue
-                if unlabeled is None:
-                    print('warning: epoch %d: the division by net%d labels every sample as clean; net%d trains '
-                          'on labeled samples only (Lu = 0)' % (epoch, peer + 1, k + 1), file=sys.stderr)
-                num_iter = dm.num_iterations(n_labeled, args.batch_size)
-                with progress(num_iter, '%s | Epoch %d train net%d' % (name, epoch, k + 1), args.log_every) as step:
-                    out = dm.train_epoch(runs[k], runs[peer], optimizers[k], labeled, unlabeled, epoch=epoch,
-                                         warm_up=args.warm_up, num_iter=num_iter, num_class=args.num_class,
-                                         T=args.T, alpha=args.alpha, lambda_u=args.lambda_u,
-                                         randperm=pipeline.randperm, autocast=autocast, on_step=step,
-                                         check_every=args.log_every * 5)
-                record.update({'Lx%d' % (k + 1): out['Lx'], 'Lu%d' % (k + 1): out['Lu'],
-                               'lambda_u': out['lambda_u']})
+            record.update(train_on_divisions(
+                epoch, runs, optimizers, [d['prob'] for d in divisions], args.p_threshold,
+                lambda peer, pred, prob: pipeline.train_batches(pred, prob), runtime, name, args.log_every,
+                args.batch_size, args.num_class, args.warm_up, args.T, args.alpha, args.lambda_u,
+                mix_unlabeled=True, randperm=pipeline.randperm, on_division=write_stats))
 
         for k, d in enumerate(divisions):
             if d is not None:
@@ -322,13 +301,8 @@ def main(argv=None):
         record.update({'test_acc': acc, 'seconds': round(time.time() - t0, 3)})
         log.json('json', record)
         sys.stdout.flush()
-
-        atomic_save({'format': 1, 'script': 'Train_cifar', 'epoch': epoch, 'settings': settings,
-                     'label_digest': digest(data.noise_label),
-                     'net1': net1.state_dict(), 'net2': net2.state_dict(),
-                     'optimizer1': optimizer1.state_dict(), 'optimizer2': optimizer2.state_dict(),
-                     'history': [list(h) for h in history], 'accs': accs,
-                     'rng': rng_state(generators), 'log_offsets': log.offsets()}, ckpt_path)
+        atomic_save(checkpoint_state('Train_cifar', epoch, settings, label_digest, nets, optimizers, log, generators,
+                                     history=[list(h) for h in history], accs=accs), ckpt_path)
 
     summary = summarize(accs)
     atomic_save(net1.state_dict(), stem + '_net1.pth.tar')
@@ -355,4 +329,4 @@ def save_losses(stem, epoch, divisions, clean, p_threshold):
 
 
 if __name__ == '__main__':
-    run_main(main)
+    run_main(main, data_errors=(dataloader.DatasetError,))

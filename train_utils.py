@@ -24,12 +24,21 @@ class UsageError(Exception):
     """Bad input: the message names the problem and the fix. Exits with status 2."""
 
 
-def run_main(main, argv=None):
-    """Run main(argv) and turn the expected failures into a message and an exit status."""
+def run_main(main, argv=None, data_errors=()):
+    """Run main(argv) and turn the expected failures into a message and an exit status.
+    data_errors: the loaders' error classes; raised during training (an image that is gone,
+    found by a DataLoader worker) they end the run like bad input, with the checkpoint of
+    the last finished epoch kept."""
     try:
         return main(argv)
     except UsageError as e:
         print('error: %s' % e, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except data_errors as e:
+        msg = str(e)
+        if 'Original Traceback' in msg:  # re-raised from a DataLoader worker: keep the original message
+            msg = [l for l in msg.strip().splitlines() if l.strip()][-1].split(': ', 1)[-1]
+        print('error: %s' % msg, file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except DivergenceError as e:
         print('error: training diverged: %s. The last good checkpoint was kept; lower --lr, or resume '
@@ -216,6 +225,16 @@ def digest(values):
     return hashlib.sha256(arr.tobytes()).hexdigest()
 
 
+def file_digest(*paths):
+    """sha256 over the bytes of files (the label lists of Clothing1M/WebVision)."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------------
 # Run logs and checkpoints
 # ----------------------------------------------------------------------------------
@@ -356,7 +375,8 @@ def print_settings(title, settings, notes=()):
 # ----------------------------------------------------------------------------------
 
 class Progress(object):
-    """A tqdm bar for one pass, quiet when stderr is not a terminal.
+    """A tqdm bar for one pass, quiet when stderr is not a terminal; then one summary line
+    per pass goes to stdout instead, so log files still show the run's progress.
 
     step(batch_idx, metrics) is the algorithm's on_step hook; it reads the metric
     tensors (a device sync) only every `every` steps."""
@@ -364,10 +384,14 @@ class Progress(object):
     def __init__(self, total, desc, every=10):
         from tqdm import tqdm
         self.bar = tqdm(total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+        self.desc = desc
         self.every = max(1, every)
         self.done = 0
+        self.last = None
+        self.start = time.time()
 
     def step(self, batch_idx, metrics):
+        self.last = (batch_idx, metrics)
         if self.bar.disable:
             return
         if (batch_idx + 1) % self.every == 0:
@@ -377,6 +401,11 @@ class Progress(object):
 
     def close(self):
         self.bar.close()
+        if self.bar.disable and self.last is not None:
+            batch_idx, metrics = self.last
+            print('%s: %d iterations, %s, %.1f s' % (self.desc, batch_idx + 1, ', '.join(
+                '%s %.4f' % (k, float(v)) for k, v in metrics.items()), time.time() - self.start))
+            sys.stdout.flush()
 
 
 @contextlib.contextmanager
@@ -443,3 +472,76 @@ class LoaderPipeline(object):
         n_labeled, n_unlabeled = len(labeled.dataset), len(unlabeled.dataset)
         return (on_device(labeled, self.runtime), cycle(unlabeled, self.runtime) if n_unlabeled else None,
                 n_labeled)
+
+
+# ----------------------------------------------------------------------------------
+# The per-epoch passes every script runs in the same way
+# ----------------------------------------------------------------------------------
+
+def warmup_nets(epoch, runs, optimizers, batches_for, conf_penalty, runtime, name, log_every, total=None):
+    """Warm up net1 then net2 with cross-entropy (+ confidence penalty); batches_for(k) gives
+    the batches of net k. Returns {'loss1': .., 'loss2': ..}."""
+    import dividemix as dm
+    out = {}
+    for k in range(2):
+        with progress(total, '%s | Epoch %d warm-up net%d' % (name, epoch, k + 1), log_every) as step:
+            res = dm.warmup_epoch(runs[k], optimizers[k], batches_for(k), epoch=epoch, conf_penalty=conf_penalty,
+                                  autocast=runtime.autocast, on_step=step, check_every=log_every * 5)
+        out['loss%d' % (k + 1)] = res['loss']
+    return out
+
+
+def train_on_divisions(epoch, runs, optimizers, probs, p_threshold, train_batches, runtime, name, log_every,
+                       batch_size, num_class, warm_up, T, alpha, lambda_u, mix_unlabeled, randperm,
+                       on_division=None):
+    """Co-divide: net1 trains on the division made by net2, then net2 on net1's.
+
+    probs: (prob1, prob2), each net's clean probabilities. train_batches(peer, pred, prob)
+    returns (labeled batches, unlabeled stream or None, number labeled) for the division
+    made by net `peer` (0 or 1). on_division(peer, prob, pred) is called before each pass
+    (the scripts write their stats lines there). An empty labeled set skips that net's
+    pass; an empty unlabeled set trains on labeled samples only (Lu = 0); both warn.
+    Returns the per-net results for the JSON log.
+    """
+    import dividemix as dm
+    record = {}
+    for k in range(2):
+        peer = 1 - k
+        prob = probs[peer]
+        pred = prob > p_threshold
+        if on_division is not None:
+            on_division(peer, prob, pred)
+        labeled, unlabeled, n_labeled = train_batches(peer, pred, prob)
+        if n_labeled == 0:
+            print('warning: epoch %d: the division by net%d labels no sample as clean; net%d is not trained this '
+                  'epoch' % (epoch, peer + 1, k + 1), file=sys.stderr)
+            record['skipped%d' % (k + 1)] = True
+            continue
+        if unlabeled is None:
+            print('warning: epoch %d: the division by net%d labels every sample as clean; net%d trains on labeled '
+                  'samples only (Lu = 0)' % (epoch, peer + 1, k + 1), file=sys.stderr)
+        num_iter = dm.num_iterations(n_labeled, batch_size)
+        with progress(num_iter, '%s | Epoch %d train net%d' % (name, epoch, k + 1), log_every) as step:
+            out = dm.train_epoch(runs[k], runs[peer], optimizers[k], labeled, unlabeled, epoch=epoch,
+                                 warm_up=warm_up, num_iter=num_iter, num_class=num_class, T=T, alpha=alpha,
+                                 lambda_u=lambda_u, mix_unlabeled=mix_unlabeled, randperm=randperm,
+                                 autocast=runtime.autocast, on_step=step, check_every=log_every * 5)
+        record.update({'Lx%d' % (k + 1): out['Lx'], 'Lu%d' % (k + 1): out['Lu'], 'lambda_u': out['lambda_u']})
+    return record
+
+
+def resume_nets(ckpt, nets, optimizers):
+    for k in range(2):
+        nets[k].load_state_dict(ckpt['net%d' % (k + 1)])
+        optimizers[k].load_state_dict(ckpt['optimizer%d' % (k + 1)])
+
+
+def checkpoint_state(script, epoch, settings, label_digest, nets, optimizers, log, generators=None, **extra):
+    """Everything a run needs to continue exactly: nets, optimizers, RNG streams, log sizes."""
+    state = {'format': 1, 'script': script, 'epoch': epoch, 'settings': settings, 'label_digest': label_digest,
+             'rng': rng_state(generators), 'log_offsets': log.offsets()}
+    for k in range(2):
+        state['net%d' % (k + 1)] = nets[k].state_dict()
+        state['optimizer%d' % (k + 1)] = optimizers[k].state_dict()
+    state.update(extra)
+    return state

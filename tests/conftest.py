@@ -125,3 +125,66 @@ def fashion_dir(tmp_path):
     root = str(tmp_path / 'fashion')
     make_fashion(root)
     return root
+
+
+def write_jpeg(path, label, rng, size=(48, 40)):
+    """A real JPEG file whose colour depends on the label."""
+    from PIL import Image
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    arr = rng.randint(0, 50, size=(size[1], size[0], 3)) + np.array([label * 17 % 256, label * 53 % 256, 90])
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, format='JPEG', quality=90)
+
+
+def make_clothing1m(root, per_class=3, n_val=6, n_test=6, num_class=14, seed=0):
+    """A Clothing1M root in the official layout: kv lists, key lists with the 'images/' prefix,
+    and the JPEG files at <root>/<key without 'images/'>. Returns the train keys."""
+    rng = np.random.RandomState(seed)
+    os.makedirs(root, exist_ok=True)
+    noisy, clean, train_keys, val_keys, test_keys = [], [], [], [], []
+    for c in range(num_class):
+        for i in range(per_class):
+            key = 'images/%d/%02d/%d_%d.jpg' % (c % 10, c, c, i)
+            noisy.append((key, c if i else (c + 1) % num_class))  # one mislabeled image per class
+            train_keys.append(key)
+    for split, n, keys in (('val', n_val, val_keys), ('test', n_test, test_keys)):
+        for i in range(n):
+            key = 'images/%s/%d.jpg' % (split, i)
+            clean.append((key, i % num_class))
+            keys.append(key)
+    for key, label in noisy + clean:
+        write_jpeg(os.path.join(root, key[len('images/'):]), label, rng)
+
+    def write(name, rows):
+        with open(os.path.join(root, name), 'w') as f:
+            f.write(''.join(r + '\n' for r in rows))
+    write('noisy_label_kv.txt', ['%s %d' % kv for kv in noisy])
+    write('clean_label_kv.txt', ['%s %d' % kv for kv in clean])
+    write('noisy_train_key_list.txt', train_keys)
+    write('clean_val_key_list.txt', val_keys)
+    write('clean_test_key_list.txt', test_keys)
+    return train_keys
+
+
+def make_webvision(root, num_class=3, per_class=3, extra_class=1, n_val=4, n_imagenet=2, seed=0):
+    """A WebVision root: info/ file lists (with images of classes >= num_class that must be
+    skipped), google/ training JPEGs, val_images_256/, imagenet/val/<class>/."""
+    rng = np.random.RandomState(seed)
+    train, val = [], []
+    for c in range(num_class + extra_class):
+        for i in range(per_class):
+            rel = 'google/q%04d/%06d.jpg' % (c, i)
+            write_jpeg(os.path.join(root, rel), c, rng)
+            train.append('%s %d' % (rel, c))
+        for i in range(n_val):
+            rel = 'val%06d_%d.jpg' % (i, c)
+            write_jpeg(os.path.join(root, 'val_images_256', rel), c, rng)
+            val.append('%s %d' % (rel, c))
+    for c in range(num_class):
+        for i in range(n_imagenet):
+            write_jpeg(os.path.join(root, 'imagenet', 'val', str(c), 'ILSVRC2012_val_%08d.JPEG' % (c * 10 + i)), c, rng)
+    os.makedirs(os.path.join(root, 'info'), exist_ok=True)
+    with open(os.path.join(root, 'info', 'train_filelist_google.txt'), 'w') as f:
+        f.write('\n'.join(train) + '\n')
+    with open(os.path.join(root, 'info', 'val_filelist.txt'), 'w') as f:
+        f.write('\n'.join(val) + '\n')
+    return train, val
