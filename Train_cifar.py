@@ -22,9 +22,11 @@ import dividemix as dm
 import paper
 from device_data import DevicePipeline
 from PreResNet import ResNet18
-from train_utils import (LoaderPipeline, Runtime, UsageError, add_runtime_args, atomic_save, check_output_dir,
-                         check_range, checkpoint_state, digest, prepare_run, print_settings, resume_nets, run_main,
-                         seed_everything, set_rng_state, summarize, train_on_divisions, warmup_nets)
+from SmallCNN import SmallCNN
+from train_utils import (LoaderPipeline, Runtime, UsageError, add_reference_args, add_runtime_args, atomic_save,
+                         begin_epoch, check_common_args, check_output_dir, check_range, checkpoint_state, digest,
+                         prepare_run, print_settings, resume_nets, run_main, seed_everything, set_rng_state, summarize,
+                         train_on_divisions, warmup_nets)
 
 WARM_UP = {'cifar10': 10, 'cifar100': 30, 'fashionmnist': 10}
 
@@ -32,29 +34,18 @@ WARM_UP = {'cifar10': 10, 'cifar100': 30, 'fashionmnist': 10}
 def build_parser():
     p = argparse.ArgumentParser(description='DivideMix on CIFAR-10/100 (and Fashion-MNIST)')
     # --- the reference's flags (same names, meanings, defaults) ---
-    p.add_argument('--batch_size', default=64, type=int, help='train batchsize')
-    p.add_argument('--lr', '--learning_rate', default=0.02, type=float, help='initial learning rate')
+    add_reference_args(p, batch_size=64, lr=0.02, alpha=4, lambda_u=None, p_threshold=None, num_epochs=300, id='',
+                       num_class=None, data_path='./cifar-10',
+                       lambda_u_help="weight for unsupervised loss (default: the paper's setting for this run)",
+                       p_threshold_help="clean probability threshold (default: the paper's setting for this run)")
     p.add_argument('--noise_mode', default='sym', choices=dataloader.NOISE_MODES,
                    help='sym, asym (reference); asym_blocks, pairflip, instance; CIFAR-N: aggre, worst, '
                         'rand1, rand2, rand3 (CIFAR-10N), noisy100 (CIFAR-100N)')
-    p.add_argument('--alpha', default=4, type=float, help='parameter for Beta')
-    p.add_argument('--lambda_u', default=None, type=float,
-                   help="weight for unsupervised loss (default: the paper's setting for this run)")
-    p.add_argument('--p_threshold', default=None, type=float,
-                   help="clean probability threshold (default: the paper's setting for this run)")
-    p.add_argument('--T', default=0.5, type=float, help='sharpening temperature')
-    p.add_argument('--num_epochs', default=300, type=int, help='train epochs 0..num_epochs (inclusive)')
     p.add_argument('--r', default=0.5, type=float, help='noise ratio')
-    p.add_argument('--id', default='', help='added to the run name when given')
-    p.add_argument('--seed', default=123, type=int)
-    p.add_argument('--gpuid', default=0, type=int)
-    p.add_argument('--num_class', default=None, type=int, help='default: follows --dataset')
-    p.add_argument('--data_path', default='./cifar-10', type=str, help='path to dataset')
     p.add_argument('--dataset', default='cifar10', choices=list(dataloader.DATASETS))
     # --- added ---
     g = p.add_argument_group('added (not in the reference)')
     g.add_argument('--warm_up', default=None, type=int, help='warm-up epochs (default 10 cifar10, 30 cifar100)')
-    g.add_argument('--num_workers', default=5, type=int, help='DataLoader workers (reference pipeline)')
     g.add_argument('--pipeline', default='device', choices=['device', 'reference'],
                    help='device: uint8 data on the device, batch augmentation there (default); '
                         'reference: PIL transforms + DataLoader, as the reference')
@@ -68,7 +59,10 @@ def build_parser():
                    help='ce: cross-entropy baseline (every epoch is a warm-up epoch)')
     g.add_argument('--conf_penalty', default='auto', choices=['auto', 'on', 'off'],
                    help='warm-up confidence penalty; auto: on for every noise mode except sym (reference: asym only)')
-    g.add_argument('--width', default=64, type=int, help='PreResNet-18 width (64 = the paper; 8 for CPU demos)')
+    g.add_argument('--arch', default='preresnet18', choices=['preresnet18', 'cnn'],
+                   help="preresnet18: the paper's ResNet18 (PreResNet.py); cnn: SmallCNN.py, for CPU-scale runs")
+    g.add_argument('--width', default=None, type=int,
+                   help='network width: PreResNet-18 base width (default 64, the paper) or SmallCNN width (default 16)')
     g.add_argument('--train_subset', default=None, type=int, help='use a fixed random subset of N training images')
     g.add_argument('--test_subset', default=None, type=int, help='use a fixed random subset of N test images')
     g.add_argument('--lr_decay_epoch', default=150, type=int, help='lr / 10 from this epoch on')
@@ -88,17 +82,9 @@ def build_parser():
 def check_args(args):
     """Flag values that make no sense stop here, before anything is read or written."""
     check_range('r', args.r, 0, 1, hint='it is the fraction of noisy labels')
-    for name in ('batch_size', 'num_workers', 'width', 'log_every'):
-        check_range(name, getattr(args, name), 1 if name != 'num_workers' else 0)
-    check_range('num_epochs', args.num_epochs, 0)
-    check_range('lr', args.lr, 0, lo_open=True)
-    check_range('T', args.T, 0, lo_open=True)
-    check_range('alpha', args.alpha, 0, lo_open=True)
-    if args.p_threshold is not None:
-        check_range('p_threshold', args.p_threshold, 0, 1, lo_open=True, hi_open=True,
-                    hint='it is a probability threshold')
-    if args.lambda_u is not None:
-        check_range('lambda_u', args.lambda_u, 0)
+    check_common_args(args)
+    if args.width is not None:
+        check_range('width', args.width, 1)
     if args.warm_up is not None:
         check_range('warm_up', args.warm_up, 0)
     info = dataloader.DATASETS[args.dataset]
@@ -144,6 +130,8 @@ def resolve_settings(args, noise_rate):
             notes.append('--%s %g: given on the command line' % (name, getattr(args, name)))
     if args.conf_penalty == 'auto':
         args.conf_penalty = 'on' if (args.method == 'dividemix' and args.noise_mode != 'sym') else 'off'
+    if args.width is None:
+        args.width = 64 if args.arch == 'preresnet18' else 16
     if args.eval_batch_size is None:
         args.eval_batch_size = 1024 if args.pipeline == 'device' else args.batch_size
     settings = {k: v for k, v in vars(args).items()}
@@ -185,6 +173,13 @@ def load_data(args):
     return data
 
 
+def create_model(args, data):
+    in_channels, side = data.train_data.shape[-1], data.train_data.shape[1]
+    if args.arch == 'cnn':
+        return SmallCNN(num_classes=args.num_class, in_channels=in_channels, width=args.width, image_size=side)
+    return ResNet18(num_classes=args.num_class, in_channels=in_channels, width=args.width)
+
+
 def make_pipeline(args, data, runtime):
     if args.pipeline == 'device':
         return DevicePipeline(data.train_data, data.noise_label, data.test_data, data.test_label, data.mean,
@@ -215,8 +210,9 @@ def main(argv=None):
     ckpt, log = prepare_run(args, settings, ckpt_path, files, digest(data.noise_label))
 
     print_settings('DivideMix %s, run %s' % (args.dataset, os.path.basename(stem)), settings, notes)
-    print('| noise: %s, r=%.2f -> %.2f%% of %d training labels differ from the true ones (%s %s)'
-          % (args.noise_mode, args.r, 100 * data.noise_rate, len(data.noise_label),
+    source = 'human labels' if args.noise_mode in dataloader.CIFARN_MODES else 'r=%.2f' % args.r
+    print('| noise: %s, %s -> %.2f%% of %d training labels differ from the true ones (%s %s)'
+          % (args.noise_mode, source, 100 * data.noise_rate, len(data.noise_label),
              'generated and cached in' if data.created_noise else 'read from', data.noise_file or '(not cached)'))
     print('| device: %s; pipeline: %s' % (runtime.describe(), args.pipeline))
     if ckpt is None:
@@ -225,10 +221,9 @@ def main(argv=None):
                            device_name=runtime.describe()), f, indent=1, sort_keys=True)
 
     seed_everything(args.seed)
-    in_channels = data.train_data.shape[-1]
     print('| Building net')
-    net1 = runtime.model(ResNet18(num_classes=args.num_class, in_channels=in_channels, width=args.width))
-    net2 = runtime.model(ResNet18(num_classes=args.num_class, in_channels=in_channels, width=args.width))
+    net1 = runtime.model(create_model(args, data))
+    net2 = runtime.model(create_model(args, data))
     optimizer1 = optim.SGD(net1.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     optimizer2 = optim.SGD(net2.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     sizes = (args.batch_size, 2 * args.batch_size, 4 * args.batch_size, args.eval_batch_size)
@@ -263,10 +258,7 @@ def main(argv=None):
 
     for epoch in range(start_epoch, args.num_epochs + 1):
         t0 = time.time()
-        lr = dm.learning_rate(epoch, args.lr, args.lr_decay_epoch)
-        for opt in optimizers:
-            dm.set_lr(opt, lr)
-        record = {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if epoch < args.warm_up else 'train'}
+        record = begin_epoch(epoch, args, optimizers)
         divisions = [None, None]
 
         if epoch < args.warm_up:

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import socket
-import sys
 import time
 
 import torch
@@ -20,29 +19,18 @@ import torchvision
 import dataloader_clothing1M as dataloader
 import dividemix as dm
 import paper
-from train_utils import (Runtime, UsageError, add_runtime_args, atomic_save, check_output_dir, check_range,
-                         checkpoint_state, file_digest, on_device, prepare_run, print_settings, randperm_cpu, resume_nets,
+from train_utils import (Runtime, UsageError, add_reference_args, add_runtime_args, atomic_save, begin_epoch,
+                         check_common_args, check_output_dir, check_range, checkpoint_state, file_digest, on_device, prepare_run, print_settings, randperm_cpu, resume_nets,
                          run_main, seed_everything, set_rng_state, train_on_divisions, warmup_nets)
 
 
 def build_parser():
     p = argparse.ArgumentParser(description='DivideMix on Clothing1M')
-    p.add_argument('--batch_size', default=32, type=int, help='train batchsize')
-    p.add_argument('--lr', '--learning_rate', default=0.002, type=float, help='initial learning rate')
-    p.add_argument('--alpha', default=0.5, type=float, help='parameter for Beta')
-    p.add_argument('--lambda_u', default=0, type=float, help='weight for unsupervised loss (unused: only the '
-                   'labeled part is mixed on Clothing1M)')
-    p.add_argument('--p_threshold', default=0.5, type=float, help='clean probability threshold')
-    p.add_argument('--T', default=0.5, type=float, help='sharpening temperature')
-    p.add_argument('--num_epochs', default=80, type=int)
-    p.add_argument('--id', default='clothing1m')
-    p.add_argument('--data_path', default='../../Clothing1M/data', type=str, help='path to dataset')
-    p.add_argument('--seed', default=123, type=int)
-    p.add_argument('--gpuid', default=0, type=int)
-    p.add_argument('--num_class', default=14, type=int)
+    add_reference_args(p, batch_size=32, lr=0.002, alpha=0.5, lambda_u=0, p_threshold=0.5, num_epochs=80,
+                       id='clothing1m', num_class=14, data_path='../../Clothing1M/data',
+                       lambda_u_help='weight for unsupervised loss (unused: only the labeled part is mixed)')
     p.add_argument('--num_batches', default=1000, type=int)
     g = p.add_argument_group('added (not in the reference)')
-    g.add_argument('--num_workers', default=5, type=int)
     g.add_argument('--warm_up', default=1, type=int, help='warm-up epochs')
     g.add_argument('--lr_decay_epoch', default=40, type=int, help='lr / 10 from this epoch on')
     g.add_argument('--eval_batch_size', default=1000, type=int, help='val/test batch')
@@ -56,15 +44,10 @@ def build_parser():
 
 
 def check_args(args):
-    for name in ('batch_size', 'num_batches', 'eval_batch_size', 'log_every'):
+    check_common_args(args)
+    for name in ('num_batches', 'eval_batch_size'):
         check_range(name, getattr(args, name), 1)
-    check_range('num_workers', args.num_workers, 0)
-    check_range('num_epochs', args.num_epochs, 0)
     check_range('warm_up', args.warm_up, 1, hint='the first division is made at the end of a warm-up epoch')
-    check_range('lr', args.lr, 0, lo_open=True)
-    check_range('T', args.T, 0, lo_open=True)
-    check_range('alpha', args.alpha, 0, lo_open=True)
-    check_range('p_threshold', args.p_threshold, 0, 1, lo_open=True, hi_open=True, hint='it is a probability threshold')
     if args.num_class != dataloader.NUM_CLASS:
         raise UsageError('--num_class %d does not match Clothing1M, which has %d classes: drop --num_class'
                          % (args.num_class, dataloader.NUM_CLASS))
@@ -212,10 +195,7 @@ def main(argv=None):
     name = 'Clothing1M'
     for epoch in range(start_epoch, args.num_epochs + 1):
         t0 = time.time()
-        lr = dm.learning_rate(epoch, args.lr, args.lr_decay_epoch)
-        for opt in optimizers:
-            dm.set_lr(opt, lr)
-        record = {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if epoch < args.warm_up else 'train'}
+        record = begin_epoch(epoch, args, optimizers)
         if epoch < args.warm_up:
             # each net warms up on its own freshly sampled class-balanced set; CE + confidence penalty
             record.update(warmup_nets(epoch, runs, optimizers, lambda k: pipeline.warmup_batches(), True, runtime,

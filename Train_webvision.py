@@ -8,7 +8,6 @@ dividemix.py, the data in dataloader_webvision.py, the model in InceptionResNetV
 import argparse
 import json
 import os
-import sys
 import time
 import torch
 import torch.optim as optim
@@ -17,29 +16,18 @@ import dataloader_webvision as dataloader
 import dividemix as dm
 import paper
 from InceptionResNetV2 import InceptionResNetV2
-from train_utils import (LoaderPipeline, Runtime, UsageError, add_runtime_args, atomic_save, check_output_dir,
-                         check_range, checkpoint_state, file_digest, on_device, prepare_run, print_settings,
+from train_utils import (LoaderPipeline, Runtime, UsageError, add_reference_args, add_runtime_args, atomic_save,
+                         begin_epoch, check_common_args, check_output_dir, check_range, checkpoint_state, file_digest, on_device, prepare_run, print_settings,
                          resume_nets, run_main, seed_everything, set_rng_state, summarize, train_on_divisions,
                          warmup_nets)
 
 
 def build_parser():
     p = argparse.ArgumentParser(description='DivideMix on WebVision')
-    p.add_argument('--batch_size', default=32, type=int, help='train batchsize')
-    p.add_argument('--lr', '--learning_rate', default=0.01, type=float, help='initial learning rate')
-    p.add_argument('--alpha', default=0.5, type=float, help='parameter for Beta')
-    p.add_argument('--lambda_u', default=0, type=float, help='weight for unsupervised loss (unused: only the '
-                   'labeled part is mixed on WebVision)')
-    p.add_argument('--p_threshold', default=0.5, type=float, help='clean probability threshold')
-    p.add_argument('--T', default=0.5, type=float, help='sharpening temperature')
-    p.add_argument('--num_epochs', default=80, type=int)
-    p.add_argument('--id', default='', type=str)
-    p.add_argument('--seed', default=123, type=int)
-    p.add_argument('--gpuid', default=0, type=int)
-    p.add_argument('--num_class', default=50, type=int)
-    p.add_argument('--data_path', default='./dataset/', type=str, help='path to dataset')
+    add_reference_args(p, batch_size=32, lr=0.01, alpha=0.5, lambda_u=0, p_threshold=0.5, num_epochs=80, id='',
+                       num_class=50, data_path='./dataset/',
+                       lambda_u_help='weight for unsupervised loss (unused: only the labeled part is mixed)')
     g = p.add_argument_group('added (not in the reference)')
-    g.add_argument('--num_workers', default=5, type=int)
     g.add_argument('--warm_up', default=1, type=int, help='warm-up epochs')
     g.add_argument('--lr_decay_epoch', default=40, type=int,
                    help='lr / 10 from this epoch on (the reference\'s two-GPU variant: 50, with 100 epochs)')
@@ -48,17 +36,9 @@ def build_parser():
 
 
 def check_args(args):
-    for name in ('batch_size', 'num_class', 'log_every'):
-        check_range(name, getattr(args, name), 1)
+    check_common_args(args)
     check_range('num_class', args.num_class, 1, 1000, hint='WebVision 1.0 has 1000 classes')
-    check_range('num_workers', args.num_workers, 0)
-    check_range('num_epochs', args.num_epochs, 0)
     check_range('warm_up', args.warm_up, 1, hint='the first division is made at the end of a warm-up epoch')
-    check_range('lr', args.lr, 0, lo_open=True)
-    check_range('T', args.T, 0, lo_open=True)
-    check_range('alpha', args.alpha, 0, lo_open=True)
-    check_range('p_threshold', args.p_threshold, 0, 1, lo_open=True, hi_open=True, hint='it is a probability threshold')
-
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
@@ -111,10 +91,7 @@ def main(argv=None):
     name = 'WebVision%s' % (' ' + args.id if args.id else '')
     for epoch in range(start_epoch, args.num_epochs + 1):
         t0 = time.time()
-        lr = dm.learning_rate(epoch, args.lr, args.lr_decay_epoch)
-        for opt in optimizers:
-            dm.set_lr(opt, lr)
-        record = {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if epoch < args.warm_up else 'train'}
+        record = begin_epoch(epoch, args, optimizers)
         if epoch < args.warm_up:  # cross-entropy only on WebVision (no confidence penalty)
             n_iter = (N + 2 * args.batch_size - 1) // (2 * args.batch_size)
             record.update(warmup_nets(epoch, runs, optimizers, lambda k: pipeline.warmup_batches(), False, runtime,

@@ -50,6 +50,41 @@ def run_main(main, argv=None, data_errors=()):
 # Flags and their checks
 # ----------------------------------------------------------------------------------
 
+def add_reference_args(parser, batch_size, lr, alpha, lambda_u, p_threshold, num_epochs, id, num_class, data_path,
+                       lambda_u_help='weight for unsupervised loss', p_threshold_help='clean probability threshold'):
+    """The flags every reference script has, with that script's defaults (same names and meanings)."""
+    parser.add_argument('--batch_size', default=batch_size, type=int, help='train batchsize')
+    parser.add_argument('--lr', '--learning_rate', default=lr, type=float, help='initial learning rate')
+    parser.add_argument('--alpha', default=alpha, type=float, help='parameter for Beta')
+    parser.add_argument('--lambda_u', default=lambda_u, type=float, help=lambda_u_help)
+    parser.add_argument('--p_threshold', default=p_threshold, type=float, help=p_threshold_help)
+    parser.add_argument('--T', default=0.5, type=float, help='sharpening temperature')
+    parser.add_argument('--num_epochs', default=num_epochs, type=int, help='train epochs 0..num_epochs (inclusive)')
+    parser.add_argument('--id', default=id, type=str)
+    parser.add_argument('--seed', default=123, type=int)
+    parser.add_argument('--gpuid', default=0, type=int)
+    parser.add_argument('--num_class', default=num_class, type=int)
+    parser.add_argument('--data_path', default=data_path, type=str, help='path to dataset')
+    parser.add_argument('--num_workers', default=5, type=int, help='DataLoader workers')
+    return parser
+
+
+def check_common_args(args):
+    """Range checks of the flags every script shares; each names the flag and the valid range."""
+    for name in ('batch_size', 'log_every'):
+        check_range(name, getattr(args, name), 1)
+    check_range('num_workers', args.num_workers, 0)
+    check_range('num_epochs', args.num_epochs, 0)
+    check_range('lr', args.lr, 0, lo_open=True)
+    check_range('T', args.T, 0, lo_open=True)
+    check_range('alpha', args.alpha, 0, lo_open=True)
+    if args.p_threshold is not None:
+        check_range('p_threshold', args.p_threshold, 0, 1, lo_open=True, hi_open=True,
+                    hint='it is a probability threshold')
+    if args.lambda_u is not None:
+        check_range('lambda_u', args.lambda_u, 0)
+
+
 def add_runtime_args(parser):
     """The flags every script shares (beyond the reference's own)."""
     g = parser.add_argument_group('runtime (not in the reference)')
@@ -528,6 +563,15 @@ def train_on_divisions(epoch, runs, optimizers, probs, p_threshold, train_batche
                                  autocast=runtime.autocast, on_step=step, check_every=log_every * 5)
         record.update({'Lx%d' % (k + 1): out['Lx'], 'Lu%d' % (k + 1): out['Lu'], 'lambda_u': out['lambda_u']})
     return record
+
+
+def begin_epoch(epoch, args, optimizers):
+    """Set the epoch's learning rate (lr, / 10 from lr_decay_epoch) and start its JSON record."""
+    import dividemix as dm
+    lr = dm.learning_rate(epoch, args.lr, args.lr_decay_epoch)
+    for opt in optimizers:
+        dm.set_lr(opt, lr)
+    return {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if epoch < args.warm_up else 'train'}
 
 
 def resume_nets(ckpt, nets, optimizers):

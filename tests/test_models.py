@@ -4,6 +4,7 @@ import torch
 
 from InceptionResNetV2 import InceptionResNetV2
 from PreResNet import ResNet18
+from SmallCNN import SmallCNN
 
 
 def smoke(net, x, num_classes):
@@ -29,6 +30,15 @@ def test_preresnet18(num_classes, in_channels, side, width):
     torch.manual_seed(0)
     net = ResNet18(num_classes=num_classes, in_channels=in_channels, width=width)
     smoke(net, torch.randn(2, in_channels, side, side), num_classes)
+
+
+@pytest.mark.parametrize('in_channels, side', [(1, 28), (3, 32)])
+def test_small_cnn(in_channels, side):
+    torch.manual_seed(0)
+    net = SmallCNN(num_classes=10, in_channels=in_channels, width=16, image_size=side)
+    smoke(net, torch.randn(3, in_channels, side, side), 10)
+    net.train()
+    assert net(torch.randn(1, in_channels, side, side)).shape == (1, 10)  # a ragged batch of one trains too
 
 
 def test_preresnet18_reference_layout():

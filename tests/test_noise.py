@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dataloader_cifar as dl
-from conftest import CIFARN_DIR, fine_to_coarse, make_cifar10, make_cifar100
+from conftest import CIFARN_DIR, fine_to_coarse, make_cifar100
 
 REFERENCE_TRANSITION = {0: 0, 2: 0, 4: 7, 7: 7, 1: 1, 9: 1, 3: 5, 5: 3, 6: 6, 8: 8}
 
@@ -288,3 +288,19 @@ def test_cifarn_file_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(dl.DatasetError, match='cannot read CIFAR-N file'):
         dl.load_cifarn(path, 'aggre', np.zeros(10, dtype=np.int64))
     assert not (tmp_path / 'pwned').exists()
+
+
+def test_cifarn_through_train_cifar(cifar10n_root, tmp_path, capsys):
+    """--noise_mode worst end to end: realised rate printed and recorded, the nearest paper setting chosen."""
+    import Train_cifar
+    import train_utils
+    ck = str(tmp_path / 'ck')
+    train_utils.run_main(Train_cifar.main, [
+        '--data_path', cifar10n_root, '--noise_mode', 'worst', '--cifarn_file', cifarn_file('CIFAR-10_human.pt'),
+        '--train_subset', '300', '--test_subset', '10', '--num_epochs', '0', '--width', '4', '--batch_size', '16',
+        '--noise_file', str(tmp_path / 'worst.json'), '--checkpoint_dir', ck])
+    out = capsys.readouterr().out
+    assert 'noise: worst, human labels ->' in out
+    assert '--lambda_u 0: nearest paper setting by noise rate: cifar10 asym 40%' in out
+    settings = json.load(open(os.path.join(ck, 'cifar10_0.5_worst_settings.json')))
+    assert settings['conf_penalty'] == 'on' and 0.3 < settings['noise_rate'] < 0.5

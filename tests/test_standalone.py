@@ -16,6 +16,12 @@ out = ResNet18(num_classes=10)(torch.randn(2, 3, 32, 32))
 assert out.shape == (2, 10)
 print('ok')
 ''',
+    'SmallCNN.py': '''
+import torch
+from SmallCNN import SmallCNN
+assert SmallCNN(num_classes=10)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+print('ok')
+''',
     'InceptionResNetV2.py': '''
 import torch
 from InceptionResNetV2 import InceptionResNetV2

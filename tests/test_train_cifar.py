@@ -75,7 +75,6 @@ def test_end_to_end_logs_and_outputs(tmp_path, cifar10_dir, capsys):
         assert 'linear.weight' in sd
     dump = stem + '_losses_ep003.npz'
     assert os.path.exists(dump)
-    out = capsys.readouterr().out if False else None
 
 
 def test_settings_printed_with_their_source(tmp_path, cifar10_dir, capsys):
@@ -103,6 +102,10 @@ def test_cifar100_fashion_and_ce_baseline(tmp_path, cifar100_dir, fashion_dir, c
                 '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
     assert run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--warm_up', '1',
                 '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+    assert run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--warm_up', '1',
+                '--arch', 'cnn', '--id', 'cnn', '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+    sd = torch.load(os.path.join(ck, 'fashionmnist_0.5_sym_cnn_net1.pth.tar'), weights_only=True)
+    assert sd['classifier.1.weight'].shape == (8 * 4, 2 * 4 * 7 * 7)  # --width 4 from FAST
     code, err = run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--method', 'ce',
                      '--track_division', '--id', 'ce', '--checkpoint_dir', ck] + FAST, capsys)
     assert code == 0, err

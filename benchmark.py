@@ -1,0 +1,168 @@
+"""Time DivideMix epochs on synthetic CIFAR-sized data, pipeline by pipeline.
+
+    python benchmark.py                                   # 50,000 images, the paper's net, on CUDA if present
+    python benchmark.py --num_images 2000 --width 8       # a small CPU run
+
+For each configuration it times one warm-up epoch (both nets, cross-entropy) and one
+post-warm-up epoch (eval_train of both nets, GMM, both training passes on a division
+with about half of the samples labeled, ensemble test), through the same functions
+Train_cifar.py runs:
+    reference : PIL transforms + DataLoader workers (the reference's data path), fp32
+    device    : uint8 data on the device, batch augmentation there, fp32
+    bf16_cl   : device + bf16 autocast + channels_last
+    compile   : bf16_cl + torch.compile (mode from --compile_mode)
+and prints images/s, seconds per epoch, the ratio to the reference pipeline, peak device
+memory, and the projected time of a whole run (warm-up epochs + the rest). Before the
+timed epochs each configuration runs once, untimed, on a small subset (cuDNN autotuning,
+compilation), so the timings are steady-state.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+import torch.optim as optim
+
+import dataloader_cifar as dataloader
+import dividemix as dm
+from device_data import DevicePipeline
+from PreResNet import ResNet18
+from train_utils import LoaderPipeline, Runtime, seed_everything, train_on_divisions, warmup_nets
+
+CONFIGS = {
+    'reference': dict(pipeline='reference', precision='fp32', channels_last=False, compile=False),
+    'device': dict(pipeline='device', precision='fp32', channels_last=False, compile=False),
+    'bf16_cl': dict(pipeline='device', precision='bf16', channels_last=True, compile=False),
+    'compile': dict(pipeline='device', precision='bf16', channels_last=True, compile=True),
+}
+
+
+def synthetic_data(num_images, num_test, seed=0):
+    """A CIFAR-10-shaped NoisyData: random uint8 images, random labels, 50% sym noise."""
+    rng = np.random.RandomState(seed)
+    raw = {'train_data': rng.randint(0, 256, (num_images, 32, 32, 3), dtype=np.uint8),
+           'train_label': rng.randint(0, 10, num_images),
+           'test_data': rng.randint(0, 256, (num_test, 32, 32, 3), dtype=np.uint8),
+           'test_label': rng.randint(0, 10, num_test)}
+    noisy = dataloader.inject_noise(raw['train_label'], 0.5, 'sym', 10, rng=__import__('random').Random(seed))
+    return dataloader.NoisyData('cifar10', raw, noisy)
+
+
+def subset(data, n):
+    raw = {'train_data': data.train_data[:n], 'train_label': data.train_label[:n],
+           'test_data': data.test_data[:n], 'test_label': data.test_label[:n]}
+    return dataloader.NoisyData('cifar10', raw, data.noise_label[:n])
+
+
+def make_pipeline(cfg, data, runtime, args):
+    if cfg['pipeline'] == 'device':
+        return DevicePipeline(data.train_data, data.noise_label, data.test_data, data.test_label, data.mean, data.std,
+                              args.batch_size, runtime.device, seed=0, eval_batch_size=args.eval_batch_size,
+                              channels_last=runtime.channels_last)
+    loader = dataloader.cifar_dataloader('cifar10', 0.5, 'sym', args.batch_size, args.num_workers, '', None,
+                                         data=data)
+    return LoaderPipeline(loader, runtime, len(data.noise_label))
+
+
+def sync(runtime):
+    if runtime.device.type == 'cuda':
+        torch.cuda.synchronize(runtime.device)
+
+
+def run_epochs(runs, optimizers, pipeline, runtime, args, n, prob):
+    """(warm-up seconds, post-warm-up seconds) of one epoch each."""
+    times = []
+    sync(runtime)
+    t0 = time.time()
+    warmup_nets(0, runs, optimizers, lambda k: pipeline.warmup_batches(), False, runtime, 'bench', 50)
+    dm.ensemble_accuracy(runs, pipeline.test_batches(), autocast=runtime.autocast)
+    sync(runtime)
+    times.append(time.time() - t0)
+    t0 = time.time()
+    for k in range(2):
+        dm.eval_train(runs[k], pipeline.eval_batches(), n, None, 1, random_state=0, autocast=runtime.autocast)
+    train_on_divisions(20, runs, optimizers, [prob, prob[::-1].copy()], 0.5,
+                       lambda peer, pred, p: pipeline.train_batches(pred, p), runtime, 'bench', 50, args.batch_size,
+                       10, 10, 0.5, 4.0, 25.0, True, pipeline.randperm)
+    dm.ensemble_accuracy(runs, pipeline.test_batches(), autocast=runtime.autocast)
+    sync(runtime)
+    times.append(time.time() - t0)
+    return times
+
+
+def bench(name, cfg, data, args):
+    runtime = Runtime(args.device, 0, cfg['precision'], cfg['channels_last'], cfg['compile'], args.compile_mode)
+    seed_everything(0)
+    nets = [runtime.model(ResNet18(10, width=args.width)) for _ in range(2)]
+    optimizers = [optim.SGD(n.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4) for n in nets]
+    sizes = (args.batch_size, 2 * args.batch_size, 4 * args.batch_size, args.eval_batch_size)
+    runs = [runtime.runner(n, sizes) for n in nets]
+    # about half of the samples labeled: clean probabilities uniform on [0, 1]
+    prob_of = lambda m: np.random.RandomState(1).rand(m)
+    small = subset(data, min(args.prime_images, len(data.noise_label)))
+    run_epochs(runs, optimizers, make_pipeline(cfg, small, runtime, args), runtime, args,
+               len(small.noise_label), prob_of(len(small.noise_label)))  # untimed: autotune / compile
+    if runtime.device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    n = len(data.noise_label)
+    warm, train = run_epochs(runs, optimizers, make_pipeline(cfg, data, runtime, args), runtime, args, n, prob_of(n))
+    peak = torch.cuda.max_memory_allocated(runtime.device) / 2 ** 30 if runtime.device.type == 'cuda' else None
+    return {'config': name, 'warmup_s': warm, 'train_s': train, 'warmup_img_s': n / warm, 'train_img_s': n / train,
+            'peak_gib': peak, 'device': runtime.describe()}
+
+
+def table(results, args):
+    base = next((r for r in results if r['config'] == 'reference'), results[0])
+    rows = ['| config | warm-up epoch s | img/s | post-warm-up epoch s | img/s | speed-up (post-warm-up) | '
+            'peak GiB | projected %d-epoch run |' % (args.num_epochs + 1),
+            '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    for r in results:
+        total = args.warm_up * r['warmup_s'] + (args.num_epochs + 1 - args.warm_up) * r['train_s']
+        rows.append('| %s | %.2f | %.0f | %.2f | %.0f | %.2fx | %s | %s |' % (
+            r['config'], r['warmup_s'], r['warmup_img_s'], r['train_s'], r['train_img_s'],
+            base['train_s'] / r['train_s'], '%.2f' % r['peak_gib'] if r['peak_gib'] is not None else 'n/a',
+            '%.2f h' % (total / 3600) if total > 3600 else '%.1f min' % (total / 60)))
+    return '\n'.join(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--num_images', type=int, default=50000)
+    p.add_argument('--num_test', type=int, default=10000)
+    p.add_argument('--width', type=int, default=64, help='PreResNet-18 width (64 = the paper)')
+    p.add_argument('--batch_size', type=int, default=64)
+    p.add_argument('--eval_batch_size', type=int, default=1024)
+    p.add_argument('--num_workers', type=int, default=5, help='DataLoader workers of the reference pipeline')
+    p.add_argument('--configs', default=','.join(CONFIGS), help='comma-separated subset of %s' % ', '.join(CONFIGS))
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--compile_mode', default='max-autotune-no-cudagraphs')
+    p.add_argument('--prime_images', type=int, default=2048, help='images of the untimed priming run')
+    p.add_argument('--num_epochs', type=int, default=300, help='for the projection: epochs 0..num_epochs')
+    p.add_argument('--warm_up', type=int, default=10, help='for the projection: warm-up epochs')
+    p.add_argument('--out', default=None, help='also write the table (.md) and raw numbers (.json) here')
+    args = p.parse_args(argv)
+    names = [c for c in args.configs.split(',') if c]
+    unknown = [c for c in names if c not in CONFIGS]
+    if unknown:
+        p.error('unknown config(s) %s; choose from %s' % (', '.join(unknown), ', '.join(CONFIGS)))
+    data = synthetic_data(args.num_images, args.num_test)
+    results = []
+    for name in names:
+        print('| timing %s ...' % name, flush=True)
+        results.append(bench(name, CONFIGS[name], data, args))
+        print('|   warm-up %.2f s, post-warm-up %.2f s' % (results[-1]['warmup_s'], results[-1]['train_s']), flush=True)
+    md = table(results, args)
+    header = ('%d synthetic 32x32 images, PreResNet-18 width %d, batch %d, torch %s, %s'
+              % (args.num_images, args.width, args.batch_size, torch.__version__, results[0]['device']))
+    print('\n' + header + '\n\n' + md)
+    if args.out:
+        with open(args.out + '.md', 'w') as f:
+            f.write(header + '\n\n' + md + '\n')
+        with open(args.out + '.json', 'w') as f:
+            json.dump({'args': vars(args), 'results': results, 'torch': torch.__version__}, f, indent=1)
+    return results
+
+
+if __name__ == '__main__':
+    main()

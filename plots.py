@@ -1,0 +1,172 @@
+"""Plots of DivideMix runs (matplotlib, an optional dependency: pip install matplotlib).
+
+    python plots.py acc checkpoint/cifar10_0.5_sym checkpoint/cifar10_0.5_sym_ce --out acc.png
+    python plots.py division checkpoint/cifar10_0.5_sym --out division.png
+    python plots.py losses checkpoint/cifar10_0.5_sym_losses_ep010.npz ..._ep100.npz --out losses.png
+
+acc:      test accuracy per epoch, one line per run (a run is its log stem: the path
+          without '_acc.txt'; the reference's text logs work too).
+division: labeled-set size and AUC of each net's division per epoch (from _log.jsonl).
+losses:   the paper's picture: histogram of the normalised per-sample loss, truly clean
+          vs noisy samples, with the fitted two-component GMM drawn over it, one panel
+          per saved epoch (Train_cifar.py --dump_losses EPOCHS writes the .npz files).
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+COLORS = {'clean': '#2a7ab9', 'noisy': '#e4572e', 'net1': '#2a7ab9', 'net2': '#e4572e'}
+
+
+def pyplot():
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit('error: plots need matplotlib: pip install matplotlib')
+    plt.rcParams.update({'font.size': 10, 'axes.spines.top': False, 'axes.spines.right': False,
+                         'axes.grid': True, 'grid.alpha': 0.3})
+    return plt
+
+
+def epoch_axis(ax, n_points):
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return {'marker': 'o', 'ms': 3} if n_points <= 40 else {}
+
+
+def read_acc(stem):
+    """[(epoch, accuracy)] from '<stem>_acc.txt' (CIFAR format) or '<stem>_log.jsonl'."""
+    path = stem if stem.endswith('.txt') else stem + '_acc.txt'
+    if os.path.exists(path):
+        out = []
+        for line in open(path):
+            parts = line.split()
+            if len(parts) == 2 and parts[0].startswith('Epoch:') and parts[1].startswith('Accuracy:'):
+                out.append((int(parts[0][6:]), float(parts[1][9:])))
+        if out:
+            return out
+    jsonl = stem + '_log.jsonl'
+    if os.path.exists(jsonl):
+        return [(r['epoch'], r['test_acc']) for r in map(json.loads, open(jsonl)) if 'test_acc' in r]
+    raise SystemExit('error: no accuracy log for run %s (looked for %s and %s)' % (stem, path, jsonl))
+
+
+def plot_acc(stems, out, labels=None):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, stem in enumerate(stems):
+        ep, acc = zip(*read_acc(stem))
+        ax.plot(ep, acc, lw=1.6, label=(labels[i] if labels else os.path.basename(stem.rstrip('/'))),
+                **epoch_axis(ax, len(ep)))
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('test accuracy (%)')
+    ax.set_title('Test accuracy (ensemble of both nets)')
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    return out
+
+
+def plot_division(stem, out):
+    plt = pyplot()
+    path = stem + '_log.jsonl'
+    if not os.path.exists(path):
+        raise SystemExit('error: %s not found (division plots need the JSON log of Train_cifar.py)' % path)
+    recs = [r for r in map(json.loads, open(path)) if 'labeled1' in r]
+    if not recs:
+        raise SystemExit('error: %s has no epoch with a division (all warm-up? use --track_division)' % path)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ep = [r['epoch'] for r in recs]
+    style = epoch_axis(a1, len(ep))
+    epoch_axis(a2, len(ep))
+    for k in (1, 2):
+        a1.plot(ep, [r['labeled%d' % k] for r in recs], lw=1.6, color=COLORS['net%d' % k],
+                label='division by net%d' % k, **style)
+        a2.plot(ep, [r['auc%d' % k] for r in recs], lw=1.6, color=COLORS['net%d' % k],
+                label='division by net%d' % k, **style)
+    a1.set_title('Labeled-set size')
+    a1.set_xlabel('epoch')
+    a1.set_ylabel('samples')
+    a2.set_title('AUC of the clean probability (vs truly clean)')
+    a2.set_xlabel('epoch')
+    a2.set_ylabel('ROC AUC')
+    for a in (a1, a2):
+        a.legend(frameon=False)
+    fig.suptitle(os.path.basename(stem))
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    return out
+
+
+def gaussian(x, mean, var):
+    return np.exp(-(x - mean) ** 2 / (2 * var)) / np.sqrt(2 * np.pi * var)
+
+
+def plot_losses(files, out, net=1):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(files), figsize=(4.2 * len(files), 3.6), squeeze=False)
+    for ax, path in zip(axes[0], files):
+        d = np.load(path)
+        loss, clean = d['input_loss%d' % net], d['clean'].astype(bool)
+        bins = np.linspace(0, 1, 51)
+        ax.hist(loss[clean], bins=bins, density=False, alpha=0.65, color=COLORS['clean'],
+                label='clean (%d)' % clean.sum())
+        ax.hist(loss[~clean], bins=bins, density=False, alpha=0.65, color=COLORS['noisy'],
+                label='noisy (%d)' % (~clean).sum())
+        x = np.linspace(0, 1, 400)
+        scale = len(loss) * (bins[1] - bins[0])  # densities -> expected counts per bin
+        means, variances, weights = d['means%d' % net], d['variances%d' % net], d['weights%d' % net]
+        order = np.argsort(means)
+        total = np.zeros_like(x)
+        for rank, c in enumerate(order):
+            comp = weights[c] * gaussian(x, means[c], variances[c]) * scale
+            total += comp
+            ax.plot(x, comp, lw=1.4, ls='--', color='k' if rank == 0 else '0.45',
+                    label='GMM %s component' % ('clean (low-loss)' if rank == 0 else 'noisy'))
+        ax.plot(x, total, lw=1.2, color='k', alpha=0.5, label='GMM mixture')
+        ax.set_ylim(0, max(np.histogram(loss, bins)[0].max(), 1) * 1.15)
+        ax.set_xlabel('normalised loss')
+        ax.set_ylabel('samples')
+        ax.set_title('epoch %d, net%d' % (int(d['epoch']), net))
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+    a = sub.add_parser('acc', help='test accuracy per epoch of one or several runs')
+    a.add_argument('runs', nargs='+', help='run stems, e.g. checkpoint/cifar10_0.5_sym')
+    a.add_argument('--labels', nargs='*', default=None)
+    a.add_argument('--out', default='acc.png')
+    d = sub.add_parser('division', help='labeled-set size and AUC per epoch')
+    d.add_argument('run')
+    d.add_argument('--out', default='division.png')
+    l = sub.add_parser('losses', help='loss histogram, clean vs noisy, with the fitted GMM')
+    l.add_argument('files', nargs='+', help='_losses_epNNN.npz files from --dump_losses')
+    l.add_argument('--net', type=int, default=1, choices=[1, 2])
+    l.add_argument('--out', default='losses.png')
+    args = p.parse_args(argv)
+    if args.cmd == 'acc':
+        if args.labels and len(args.labels) != len(args.runs):
+            p.error('give one label per run')
+        path = plot_acc(args.runs, args.out, args.labels)
+    elif args.cmd == 'division':
+        path = plot_division(args.run, args.out)
+    else:
+        missing = [f for f in args.files if not os.path.exists(f)]
+        if missing:
+            p.error('no such file: %s' % ', '.join(missing))
+        path = plot_losses(args.files, args.out, args.net)
+    print('wrote %s' % path)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,158 @@
+"""Summarise run folders as Markdown tables, next to the paper's numbers.
+
+    python results.py                       # ./checkpoint
+    python results.py checkpoint/ old_runs/ --out results.md
+
+Reads what the training scripts write (and what the reference scripts wrote):
+    CIFAR:      <dataset>_<r>_<mode>[_<id>]_acc.txt   'Epoch:%d   Accuracy:%.2f'
+                (+ _log.jsonl for the labeled-set AUC, when present)
+    Clothing1M: <id>.txt    'Validation Epoch:...' and 'Test Accuracy:%.2f'
+    WebVision:  <id>_acc.txt 'Epoch:%d \\t WebVision Acc: %.2f%% (%.2f%%) \\t ImageNet Acc: ...'
+and prints one table per dataset / noise setting: best, last and mean of the last 10
+epochs' test accuracy, with the paper's best / last where the paper has the cell.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+import paper
+
+CIFAR_ACC = re.compile(r'^Epoch:(\d+)   Accuracy:([\d.]+)$')
+WEB_ACC = re.compile(r'^Epoch:(\d+) \t WebVision Acc: ([\d.]+)% \(([\d.]+)%\) \t ImageNet Acc: ([\d.]+)% \(([\d.]+)%\)$')
+CLOTHING_TEST = re.compile(r'^Test Accuracy:([\d.]+)$')
+CLOTHING_VAL = re.compile(r'^Validation Epoch:(\d+)\s+Acc1:([\d.]+)\s+Acc2:([\d.]+)$')
+NOISE_MODES = ('sym', 'asym_blocks', 'asym', 'pairflip', 'instance', 'aggre', 'worst', 'rand1', 'rand2', 'rand3',
+               'noisy100')
+
+
+def stats(values):
+    if not values:
+        return {'best': float('nan'), 'last': float('nan'), 'mean_last10': float('nan'), 'epochs': 0}
+    last10 = values[-10:]
+    return {'best': max(values), 'last': values[-1], 'mean_last10': sum(last10) / len(last10), 'epochs': len(values)}
+
+
+def read_lines(path):
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def parse_cifar_name(filename):
+    """(dataset, r, noise mode, id) from '<dataset>_<r>_<mode>[_<id>]_acc.txt', or None.
+    Noise modes may contain '_' (asym_blocks), so known modes are matched first."""
+    m = re.match(r'^(cifar10|cifar100|fashionmnist)_(\d\.\d)_(.+)_acc\.txt$', filename)
+    if not m:
+        return None
+    rest = m.group(3)
+    for mode in NOISE_MODES:
+        if rest == mode or rest.startswith(mode + '_'):
+            return m.group(1), float(m.group(2)), mode, rest[len(mode) + 1:]
+    return m.group(1), float(m.group(2)), rest, ''
+
+
+def last_auc(jsonl):
+    if not os.path.exists(jsonl):
+        return float('nan')
+    aucs = []
+    for line in read_lines(jsonl):
+        rec = json.loads(line)
+        if 'auc1' in rec and 'auc2' in rec:
+            aucs.append((rec['auc1'] + rec['auc2']) / 2)
+    return aucs[-1] if aucs else float('nan')
+
+
+def collect(folders):
+    """{group title: [row dicts]} over every run found in the folders."""
+    groups = {}
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(folder, '*.txt'))):
+            name = os.path.basename(path)
+            cifar = parse_cifar_name(name)
+            lines = read_lines(path)
+            if cifar and any(CIFAR_ACC.match(l) for l in lines):
+                dataset, r, mode, run_id = cifar
+                accs = [float(m.group(2)) for m in map(CIFAR_ACC.match, lines) if m]
+                row = dict(stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]),
+                           auc=last_auc(path[:-len('_acc.txt')] + '_log.jsonl'))
+                cell = paper.RESULTS.get((dataset, mode, r))
+                row['paper'] = '%.1f / %.1f' % cell if cell else '-'
+                groups.setdefault('%s, %s %.0f%%' % (dataset, mode, 100 * r), []).append(row)
+            elif any(WEB_ACC.match(l) for l in lines):
+                res = [tuple(float(x) for x in m.groups()[1:]) for m in map(WEB_ACC.match, lines) if m]
+                row = {'run': os.path.join(folder, name[:-len('_acc.txt')] or '(no id)')}
+                for i, key in enumerate(('webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5')):
+                    row[key] = stats([r[i] for r in res])
+                groups.setdefault('WebVision', []).append(row)
+            elif any(CLOTHING_VAL.match(l) for l in lines):
+                vals = [m for m in map(CLOTHING_VAL.match, lines) if m]
+                tests = [float(m.group(1)) for m in map(CLOTHING_TEST.match, lines) if m]
+                groups.setdefault('Clothing1M', []).append({
+                    'run': os.path.join(folder, name[:-len('.txt')]), 'epochs': len(vals),
+                    'best_val': max(max(float(m.group(2)), float(m.group(3))) for m in vals),
+                    'test': tests[-1] if tests else float('nan')})
+    return groups
+
+
+def fmt(x, digits=2):
+    return '-' if isinstance(x, float) and math.isnan(x) else ('%.*f' % (digits, x))
+
+
+def render(groups):
+    out = []
+    for title in sorted(groups):
+        rows = groups[title]
+        out.append('### %s\n' % title)
+        if title == 'Clothing1M':
+            out.append('| run | epochs | best val (either net) | test (ensemble of the best nets) | paper test |')
+            out.append('| --- | --- | --- | --- | --- |')
+            for r in rows:
+                out.append('| %s | %d | %s | %s | %.2f |' % (r['run'], r['epochs'], fmt(r['best_val']),
+                                                             fmt(r['test']), paper.CLOTHING1M_TEST))
+        elif title == 'WebVision':
+            out.append('| run | epochs | WebVision top-1 best / last | top-5 best / last | ILSVRC12 top-1 best / last '
+                       '| top-5 best / last | paper (WebVision top-1 / top-5, ILSVRC12 top-1) |')
+            out.append('| --- | --- | --- | --- | --- | --- | --- |')
+            for r in rows:
+                cells = ['%s / %s' % (fmt(r[k]['best']), fmt(r[k]['last']))
+                         for k in ('webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5')]
+                out.append('| %s | %d | %s | %.2f / %.2f, %.2f |' % (
+                    r['run'], r['webvision_top1']['epochs'], ' | '.join(cells), paper.WEBVISION['webvision_top1'],
+                    paper.WEBVISION['webvision_top5'], paper.WEBVISION['imagenet_top1']))
+        else:
+            out.append('| run | epochs | best | last | mean of last 10 | labeled-set AUC (last) | paper best / last |')
+            out.append('| --- | --- | --- | --- | --- | --- | --- |')
+            for r in rows:
+                out.append('| %s | %d | %s | %s | %s | %s | %s |' % (
+                    r['run'], r['epochs'], fmt(r['best']), fmt(r['last']), fmt(r['mean_last10']),
+                    fmt(r['auc'], 3), r['paper']))
+        out.append('')
+    return '\n'.join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('folders', nargs='*', default=['checkpoint'], help='run folders (default ./checkpoint)')
+    p.add_argument('--out', default=None, help='also write the tables to this Markdown file')
+    args = p.parse_args(argv)
+    missing = [f for f in args.folders if not os.path.isdir(f)]
+    if missing:
+        print('error: no such folder: %s' % ', '.join(missing), file=sys.stderr)
+        return 2
+    groups = collect(args.folders)
+    if not groups:
+        print('error: no run logs (*_acc.txt, Clothing1M <id>.txt) in %s' % ', '.join(args.folders), file=sys.stderr)
+        return 2
+    md = render(groups)
+    print(md)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(md + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

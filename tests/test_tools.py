@@ -1,0 +1,180 @@
+"""results.py tables, plots.py PNGs, the framework figure, the demo's data path, the benchmark."""
+import json
+import os
+
+import pytest
+
+import benchmark
+import demo
+import draw_framework
+import paper_runs
+import plots
+import results
+import train_utils
+import Train_cifar
+from conftest import FASHION_DIR, make_fashion
+
+SAMPLE_LOGS = {
+    # a run of ours: text log + JSON lines
+    'cifar10_0.5_sym_acc.txt': ''.join('Epoch:%d   Accuracy:%.2f\n' % (e, a) for e, a in
+                                       enumerate([50.0, 70.0, 90.5, 94.0, 93.0, 95.25, 94.5, 94.0, 94.4, 94.1, 94.2,
+                                                  94.3])),
+    'cifar10_0.5_sym_log.jsonl': '{"epoch": 10, "auc1": 0.9, "auc2": 0.92}\n{"epoch": 11, "auc1": 0.95, "auc2": 0.97}\n',
+    # a reference run (text only), a mode with '_' in its name and an id
+    'cifar100_0.9_sym_acc.txt': 'Epoch:0   Accuracy:10.00\nEpoch:1   Accuracy:30.00\nEpoch:2   Accuracy:25.00\n',
+    'cifar100_0.4_asym_blocks_seed1_acc.txt': 'Epoch:0   Accuracy:40.00\n',
+    'cifar10_0.5_sym_stats.txt': 'Numer of labeled samples:100   AUC:0.900\n',
+    'clothing1m.txt': 'Validation Epoch:0      Acc1:60.00  Acc2:62.50\nValidation Epoch:1      Acc1:70.25  Acc2:69.00\n'
+                      'Test Accuracy:74.10\n',
+    'web_acc.txt': 'Epoch:0 \t WebVision Acc: 50.00% (70.00%) \t ImageNet Acc: 45.00% (66.00%)\n'
+                   'Epoch:1 \t WebVision Acc: 60.00% (80.00%) \t ImageNet Acc: 55.00% (75.00%)\n',
+}
+
+
+@pytest.fixture
+def logs(tmp_path):
+    folder = tmp_path / 'checkpoint'
+    folder.mkdir()
+    for name, text in SAMPLE_LOGS.items():
+        (folder / name).write_text(text)
+    return str(folder)
+
+
+def test_summary_table_from_sample_logs(logs, tmp_path, capsys):
+    out = str(tmp_path / 'results.md')
+    assert results.main([logs, '--out', out]) == 0
+    md = open(out).read()
+    assert md.strip() == capsys.readouterr().out.strip()
+    run = os.path.join(logs, 'cifar10_0.5_sym')
+    # best 95.25, last 94.3, mean of the last 10 = mean(epochs 2..11), AUC = mean of the last epoch's two nets
+    last10 = [90.5, 94.0, 93.0, 95.25, 94.5, 94.0, 94.4, 94.1, 94.2, 94.3]
+    assert '### cifar10, sym 50%' in md
+    assert '| %s | 12 | 95.25 | 94.30 | %.2f | 0.960 | 94.6 / 94.4 |' % (run, sum(last10) / 10) in md
+    assert '| %s | 3 | 30.00 | 25.00 | 21.67 | - | 31.5 / 31.0 |' % os.path.join(logs, 'cifar100_0.9_sym') in md
+    assert '### cifar100, asym_blocks 40%' in md and '| - |\n' in md  # no paper cell
+    assert '| %s | 2 | 70.25 | 74.10 | 74.76 |' % os.path.join(logs, 'clothing1m') in md
+    assert '| %s | 2 | 60.00 / 60.00 | 80.00 / 80.00 | 55.00 / 55.00 | 75.00 / 75.00 | 77.32 / 91.64, 75.20 |' \
+        % os.path.join(logs, 'web') in md
+
+
+def test_summary_errors(tmp_path, capsys):
+    assert results.main([str(tmp_path / 'none')]) == 2
+    assert 'no such folder' in capsys.readouterr().err
+    assert results.main([str(tmp_path)]) == 2
+    assert 'no run logs' in capsys.readouterr().err
+
+
+def test_parse_run_names():
+    assert results.parse_cifar_name('cifar10_0.5_sym_acc.txt') == ('cifar10', 0.5, 'sym', '')
+    assert results.parse_cifar_name('cifar100_0.4_asym_blocks_x_acc.txt') == ('cifar100', 0.4, 'asym_blocks', 'x')
+    assert results.parse_cifar_name('cifar10_0.4_asym_seed2_acc.txt') == ('cifar10', 0.4, 'asym', 'seed2')
+    assert results.parse_cifar_name('clothing1m.txt') is None
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """A tiny real run with a loss dump, for the plots."""
+    base = tmp_path_factory.mktemp('plots')
+    data = str(base / 'fm')
+    make_fashion(data, n_train=120, n_test=40)
+    ck = str(base / 'ck')
+    train_utils.run_main(Train_cifar.main, ['--dataset', 'fashionmnist', '--data_path', data, '--num_epochs', '2',
+                                            '--warm_up', '1', '--width', '4', '--batch_size', '16',
+                                            '--checkpoint_dir', ck, '--dump_losses', '1,2'])
+    return os.path.join(ck, 'fashionmnist_0.5_sym')
+
+
+def png_ok(path):
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    return head == b'\x89PNG\r\n\x1a\n' and os.path.getsize(path) > 5000
+
+
+@pytest.mark.parametrize('kind', ['acc', 'division', 'losses'])
+def test_plots_write_pngs(tiny_run, tmp_path, kind):
+    pytest.importorskip('matplotlib')
+    out = str(tmp_path / (kind + '.png'))
+    if kind == 'acc':
+        plots.main(['acc', tiny_run, tiny_run + '_acc.txt', '--labels', 'a', 'b', '--out', out])
+    elif kind == 'division':
+        plots.main(['division', tiny_run, '--out', out])
+    else:
+        plots.main(['losses', tiny_run + '_losses_ep001.npz', tiny_run + '_losses_ep002.npz', '--out', out])
+    assert png_ok(out)
+
+
+def test_loss_dump_content(tiny_run):
+    import numpy as np
+    d = np.load(tiny_run + '_losses_ep002.npz')
+    assert d['input_loss1'].shape == (120,) and d['clean'].dtype == bool
+    assert d['means1'].shape == (2,) and abs(d['weights1'].sum() - 1) < 1e-6
+    assert d['input_loss1'].min() == 0 and d['input_loss1'].max() == 1
+
+
+def test_framework_figure(tmp_path):
+    pytest.importorskip('matplotlib')
+    out = draw_framework.draw(str(tmp_path / 'framework.png'))
+    assert png_ok(out)
+
+
+def test_paper_runs_cover_every_cell():
+    rows = paper_runs.commands('/c10', '/c100', seed=2)
+    assert len(rows) == 9
+    (cell, cmd), = [r for r in rows if r[0][:3] == ('cifar10', 'sym', 0.9)]
+    assert cmd == ('python Train_cifar.py --dataset cifar10 --data_path /c10 --noise_mode sym --r 0.9 --lambda_u 50 '
+                   '--p_threshold 0.6 --seed 2 --id seed2')
+    # the script's own defaults agree with the table for every cell
+    for (dataset, mode, r, lam, pth, _, _), _ in rows:
+        assert paper_runs.paper.paper_setting(dataset, mode, r)[:2] == (lam, pth)
+
+
+def test_demo_finds_idx_files_in_a_named_folder(tmp_path):
+    folder = str(tmp_path / 'fm')
+    make_fashion(folder, n_train=10, n_test=5)
+    assert demo.find_fashionmnist(folder) == folder
+    with pytest.raises(train_utils.UsageError, match='no Fashion-MNIST IDX files in .*empty'):
+        os.makedirs(str(tmp_path / 'empty'))
+        demo.find_fashionmnist(str(tmp_path / 'empty'))
+
+
+def test_demo_clear_error_when_nothing_found(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo, 'DEBIAN_DIR', str(tmp_path / 'no_debian'))
+    with pytest.raises(SystemExit) as e:
+        train_utils.run_main(demo.main, ['--out', str(tmp_path / 'out')])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert 'Fashion-MNIST not found' in err and 'apt-get install dataset-fashion-mnist' in err and '--data_path' in err
+
+
+def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
+    """The demo's own path (both methods, the table) at a toy scale."""
+    folder = str(tmp_path / 'fm')
+    make_fashion(folder, n_train=150, n_test=40)
+    rows = demo.main(['--data_path', folder, '--out', str(tmp_path / 'out'), '--train_subset', '100',
+                      '--test_subset', '30', '--num_epochs', '2', '--warm_up', '1', '--width', '4',
+                      '--batch_size', '16'])
+    assert [name for name, _ in rows] == ['DivideMix', 'cross-entropy']
+    table = open(str(tmp_path / 'out' / 'demo_table.md')).read()
+    assert '| DivideMix |' in table and '| cross-entropy |' in table
+    assert all(r['epochs'] == 3 for _, r in rows)
+    assert rows[1][1]['auc_last'] == rows[1][1]['auc_last']  # the baseline's AUC is tracked (not NaN)
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason='Debian dataset-fashion-mnist not installed (%s)' % FASHION_DIR)
+def test_real_fashionmnist_files_read():
+    import dataloader_cifar as dl
+    raw = dl.load_fashionmnist(FASHION_DIR)
+    assert raw['train_data'].shape == (60000, 28, 28, 1) and raw['test_data'].shape == (10000, 28, 28, 1)
+    assert sorted(set(raw['train_label'].tolist())) == list(range(10))
+
+
+def test_benchmark_small_cpu_run(tmp_path):
+    out = str(tmp_path / 'bench')
+    res = benchmark.main(['--num_images', '96', '--num_test', '32', '--width', '4', '--batch_size', '16',
+                          '--eval_batch_size', '32', '--configs', 'reference,device', '--num_workers', '0',
+                          '--prime_images', '32', '--device', 'cpu', '--out', out])
+    assert [r['config'] for r in res] == ['reference', 'device']
+    md = open(out + '.md').read()
+    assert '| reference |' in md and '| 1.00x |' in md and 'projected 301-epoch run' in md
+    raw = json.load(open(out + '.json'))
+    assert raw['results'][1]['train_img_s'] > 0
