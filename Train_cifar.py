@@ -49,6 +49,9 @@ def build_parser():
     g.add_argument('--pipeline', default='device', choices=['device', 'reference'],
                    help='device: uint8 data on the device, batch augmentation there (default); '
                         'reference: PIL transforms + DataLoader, as the reference')
+    g.add_argument('--augment', default='crop_flip', choices=['crop_flip', 'none'],
+                   help="training views: crop_flip (the reference's random crop with padding 4 + horizontal "
+                        "flip) or none (the plain normalised image; the demo uses it, see RESULTS.md)")
     g.add_argument('--eval_batch_size', default=None, type=int,
                    help='eval_train/test batch (default 1024 for the device pipeline, batch_size for reference)')
     g.add_argument('--noise_file', default=None, help='noisy-label cache (default <data_path>/<r>_<mode>.json)')
@@ -184,10 +187,11 @@ def make_pipeline(args, data, runtime):
     if args.pipeline == 'device':
         return DevicePipeline(data.train_data, data.noise_label, data.test_data, data.test_label, data.mean,
                               data.std, args.batch_size, runtime.device, seed=args.seed,
-                              eval_batch_size=args.eval_batch_size, channels_last=runtime.channels_last)
+                              eval_batch_size=args.eval_batch_size, channels_last=runtime.channels_last,
+                              crop_flip=args.augment == 'crop_flip')
     loader = dataloader.cifar_dataloader(args.dataset, args.r, args.noise_mode, args.batch_size, args.num_workers,
                                          args.data_path, log=None, noise_file=data.noise_file, data=data,
-                                         eval_batch_size=args.eval_batch_size)
+                                         eval_batch_size=args.eval_batch_size, crop_flip=args.augment == 'crop_flip')
     return LoaderPipeline(loader, runtime, len(data.noise_label))
 
 

@@ -20,8 +20,9 @@ import dataloader_clothing1M as dataloader
 import dividemix as dm
 import paper
 from train_utils import (Runtime, UsageError, add_reference_args, add_runtime_args, atomic_save, begin_epoch,
-                         check_common_args, check_output_dir, check_range, checkpoint_state, file_digest, on_device, prepare_run, print_settings, randperm_cpu, resume_nets,
-                         run_main, seed_everything, set_rng_state, train_on_divisions, warmup_nets)
+                         check_common_args, check_output_dir, check_range, checkpoint_state, file_digest, on_device,
+                         prepare_run, print_settings, randperm_cpu, resume_nets, run_main, seed_everything,
+                         set_rng_state, train_on_divisions, warmup_nets)
 
 
 def build_parser():
@@ -87,7 +88,8 @@ def imagenet_weights(args):
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise UsageError('cannot read ImageNet weights %s (%s). %s' % (path, str(e).splitlines()[0][:200], how)) from None
+        raise UsageError('cannot read ImageNet weights %s (%s). %s'
+                         % (path, str(e).splitlines()[0][:200], how)) from None
     return state.get('state_dict', state) if isinstance(state, dict) else state
 
 

@@ -17,9 +17,9 @@ import dividemix as dm
 import paper
 from InceptionResNetV2 import InceptionResNetV2
 from train_utils import (LoaderPipeline, Runtime, UsageError, add_reference_args, add_runtime_args, atomic_save,
-                         begin_epoch, check_common_args, check_output_dir, check_range, checkpoint_state, file_digest, on_device, prepare_run, print_settings,
-                         resume_nets, run_main, seed_everything, set_rng_state, summarize, train_on_divisions,
-                         warmup_nets)
+                         begin_epoch, check_common_args, check_output_dir, check_range, checkpoint_state, file_digest,
+                         on_device, prepare_run, print_settings, resume_nets, run_main, seed_everything,
+                         set_rng_state, summarize, train_on_divisions, warmup_nets)
 
 
 def build_parser():

@@ -530,13 +530,14 @@ def _to_pil(img):
     return Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
 
 
-def make_transforms(dataset):
+def make_transforms(dataset, crop_flip=True):
     """(train, test) transforms: RandomCrop(side, padding=4) with zero padding, horizontal
-    flip, ToTensor, Normalize; test: ToTensor, Normalize."""
+    flip, ToTensor, Normalize; test: ToTensor, Normalize. crop_flip=False: the train
+    transform is the test one (no augmentation; not the reference's)."""
     info = DATASETS[dataset]
     normalize = transforms.Normalize(info['mean'], info['std'])
-    train = transforms.Compose([transforms.RandomCrop(info['size'], padding=4),
-                                transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
+    augment = [transforms.RandomCrop(info['size'], padding=4), transforms.RandomHorizontalFlip()] if crop_flip else []
+    train = transforms.Compose(augment + [transforms.ToTensor(), normalize])
     test = transforms.Compose([transforms.ToTensor(), normalize])
     return train, test
 
@@ -598,7 +599,7 @@ class cifar_dataloader():
     """Builds the reference's loaders; the data and noisy labels are read once, here."""
 
     def __init__(self, dataset, r, noise_mode, batch_size, num_workers, root_dir, log, noise_file='',
-                 seed=None, cifarn_file=None, data=None, eval_batch_size=None):
+                 seed=None, cifarn_file=None, data=None, eval_batch_size=None, crop_flip=True):
         self.dataset = dataset
         self.r = r
         self.noise_mode = noise_mode
@@ -610,15 +611,16 @@ class cifar_dataloader():
         self.noise_file = noise_file
         self.data = data if data is not None else load_noisy_data(
             dataset, r, noise_mode, root_dir, noise_file, seed=seed, cifarn_file=cifarn_file)
-        self.transform_train, self.transform_test = make_transforms(dataset)
+        self.transform_train, self.transform_test = make_transforms(dataset, crop_flip)
 
     def _dataset(self, mode, transform, pred=[], prob=[], log=''):
         return cifar_dataset(self.dataset, self.r, self.noise_mode, self.root_dir, transform, mode,
                              self.noise_file, pred=pred, probability=prob, log=log, data=self.data)
 
     def _loader(self, dataset, batch_size, shuffle):
-        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=False)
+        # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
+        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
+                          num_workers=self.num_workers, persistent_workers=False)
 
     def run(self, mode, pred=[], prob=[]):
         if mode == 'warmup':

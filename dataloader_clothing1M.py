@@ -177,7 +177,9 @@ class clothing_dataloader():
             transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize])
 
     def _loader(self, dataset, batch_size, shuffle):
-        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
+        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
+                          num_workers=self.num_workers)
 
     def run(self, mode, pred=[], prob=[], paths=[]):
         if mode == 'warmup':

@@ -164,8 +164,9 @@ class webvision_dataloader():
         self.transform_imagenet = self.transform_test
 
     def _loader(self, dataset, batch_size, shuffle):
-        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=torch.cuda.is_available())
+        # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
+        return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
+                          num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 
     def run(self, mode, pred=[], prob=[]):
         if mode == 'warmup':

@@ -24,15 +24,18 @@ class DeviceImages(object):
     images: (N, H, W, C) uint8 (numpy or tensor). mean, std: per-channel sequences.
     channels_last: return views in channels-last memory format (no copy: the gather
     produces NHWC, and the NCHW view of it is channels-last already).
+    crop_flip: False makes every training view the plain image (no crop, no flip; the
+    random stream is not drawn), like a train transform of ToTensor + Normalize only.
     """
 
-    def __init__(self, images, mean, std, device, pad=4, channels_last=False):
+    def __init__(self, images, mean, std, device, pad=4, channels_last=False, crop_flip=True):
         data = torch.as_tensor(images)
         if data.dtype != torch.uint8 or data.dim() != 4:
             raise ValueError('images must be uint8 (N, H, W, C), got %s %s' % (data.dtype, tuple(data.shape)))
         self.device = torch.device(device)
         self.pad = pad
         self.channels_last = channels_last
+        self.crop_flip_views = crop_flip
         self.num, self.height, self.width, self.channels = data.shape
         data = data.to(self.device)
         # the zero border of RandomCrop(padding=pad, fill=0): a black pixel before normalisation
@@ -75,7 +78,9 @@ class DeviceImages(object):
         return self._normalise(out)
 
     def augment(self, idx, generator):
-        """One random train view of each sample in idx."""
+        """One random train view of each sample in idx (the plain view when crop_flip is off)."""
+        if not self.crop_flip_views:
+            return self.plain(idx)
         return self.crop_flip(idx, *self.draw(idx.numel(), generator))
 
     def plain(self, idx):
@@ -96,12 +101,14 @@ class DevicePipeline(object):
     batch_size: as the reference (warm-up 2x, labeled and unlabeled 1x);
     eval_batch_size: eval_train/test batches (eval mode, so any size gives the same
     numbers up to float summation order). seed: the pipeline's own generator.
+    crop_flip: False trains on plain views (see DeviceImages).
     """
 
     def __init__(self, train_images, noise_label, test_images, test_label, mean, std, batch_size, device,
-                 seed=0, eval_batch_size=1024, channels_last=False):
+                 seed=0, eval_batch_size=1024, channels_last=False, crop_flip=True):
         self.device = torch.device(device)
-        self.train = DeviceImages(train_images, mean, std, self.device, channels_last=channels_last)
+        self.train = DeviceImages(train_images, mean, std, self.device, channels_last=channels_last,
+                                  crop_flip=crop_flip)
         self.test_images = DeviceImages(test_images, mean, std, self.device, channels_last=channels_last)
         self.noise_label = torch.as_tensor(noise_label, dtype=torch.long).to(self.device)
         self.test_label = torch.as_tensor(test_label, dtype=torch.long).to(self.device)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job in one command: set up (virtual environment, packages, Fashion-MNIST) and run
-# DivideMix against a cross-entropy baseline on real images with 50% label noise, on the CPU.
+# DivideMix against a cross-entropy baseline on real images with injected label noise, on the CPU.
 # Extra arguments go to demo.py (e.g. --data_path DIR).
 set -euo pipefail
 cd "$(dirname "$0")"

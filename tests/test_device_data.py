@@ -89,11 +89,31 @@ def test_channels_last_views():
         torch.arange(4), torch.Generator().manual_seed(0)))
 
 
-def make_pipeline(n=50, batch_size=8, seed=0):
+def make_pipeline(n=50, batch_size=8, seed=0, crop_flip=True):
     imgs = images(n)
     labels = np.arange(n) % 10
     return DevicePipeline(imgs, labels, imgs[:10], labels[:10], MEAN, STD, batch_size, 'cpu', seed=seed,
-                          eval_batch_size=16)
+                          eval_batch_size=16, crop_flip=crop_flip)
+
+
+def test_no_augmentation_gives_plain_views_and_draws_nothing():
+    """--augment none: every training view is the plain normalised image (torchvision's
+    ToTensor + Normalize), and the pipeline's random stream is only used for shuffling."""
+    p = make_pipeline(crop_flip=False)
+    pred = torch.zeros(50, dtype=torch.bool)
+    pred[:21] = True
+    labeled, unlabeled, _ = p.train_batches(pred, torch.linspace(0, 1, 50))
+    before = p.generator.get_state()
+    idx = torch.tensor([3, 0, 7])
+    assert torch.equal(p.train.augment(idx, p.generator), p.train.plain(idx))
+    assert torch.equal(p.generator.get_state(), before)
+    ref = T.Normalize(MEAN, STD)(T.ToTensor()(Image.fromarray(images(50)[7])))
+    assert torch.equal(p.train.augment(torch.tensor([7]), p.generator)[0], ref)
+    x, x2, _, _ = next(labeled)
+    u, u2 = next(unlabeled)
+    assert torch.equal(x, x2) and torch.equal(u, u2)  # two views of a sample are the same image
+    assert not torch.equal(next(make_pipeline().train_batches(pred, torch.ones(50))[0])[0],
+                           next(make_pipeline().train_batches(pred, torch.ones(50))[0])[1])
 
 
 def test_pipeline_modes():

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import dataloader_cifar as dl
 from conftest import make_cifar10, make_cifar100, make_fashion
@@ -128,6 +129,21 @@ def test_fashion_loader_grayscale(fashion_dir):
     loader = dl.cifar_dataloader('fashionmnist', 0.2, 'sym', 4, 0, fashion_dir, None, seed=1)
     x, y, idx = next(iter(loader.run('warmup')))
     assert x.shape == (8, 1, 28, 28)
+
+
+def test_loader_without_augmentation_gives_the_test_transform(fashion_dir):
+    loader = dl.cifar_dataloader('fashionmnist', 0.2, 'sym', 4, 0, fashion_dir, None, seed=1, crop_flip=False)
+    x, y, idx = next(iter(loader.run('warmup')))
+    plain = torch.stack([loader.transform_test(Image.fromarray(loader.data.train_data[i][..., 0])) for i in idx])
+    assert torch.equal(x, plain)
+    x, x2, _, _ = next(iter(loader.run('train', pred=np.ones(len(loader.data.train_label), bool),
+                                           prob=np.ones(len(loader.data.train_label)))[0]))
+    assert torch.equal(x, x2)
+    # the default keeps the reference's random crop + flip
+    x, _, idx = next(iter(dl.cifar_dataloader('fashionmnist', 0.2, 'sym', 4, 0, fashion_dir, None,
+                                              seed=1).run('warmup')))
+    assert not torch.equal(x, torch.stack([loader.transform_test(Image.fromarray(
+        loader.data.train_data[i][..., 0])) for i in idx]))
 
 
 def test_subset_is_fixed_and_seed_independent(cifar10_dir):

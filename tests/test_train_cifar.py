@@ -69,6 +69,7 @@ def test_end_to_end_logs_and_outputs(tmp_path, cifar10_dir, capsys):
     with open(stem + '_settings.json') as f:
         settings = json.load(f)
     assert settings['lambda_u'] == 25 and settings['p_threshold'] == 0.5 and settings['num_class'] == 10
+    assert settings['augment'] == 'crop_flip'  # the reference's views unless asked
     assert 0.4 < settings['noise_rate'] < 0.5
     for k in (1, 2):
         sd = torch.load(stem + '_net%d.pth.tar' % k, weights_only=True)
@@ -103,9 +104,11 @@ def test_cifar100_fashion_and_ce_baseline(tmp_path, cifar100_dir, fashion_dir, c
     assert run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--warm_up', '1',
                 '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
     assert run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--warm_up', '1',
-                '--arch', 'cnn', '--id', 'cnn', '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+                '--arch', 'cnn', '--augment', 'none', '--id', 'cnn', '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
     sd = torch.load(os.path.join(ck, 'fashionmnist_0.5_sym_cnn_net1.pth.tar'), weights_only=True)
     assert sd['classifier.1.weight'].shape == (8 * 4, 2 * 4 * 7 * 7)  # --width 4 from FAST
+    with open(os.path.join(ck, 'fashionmnist_0.5_sym_cnn_settings.json')) as f:
+        assert json.load(f)['augment'] == 'none'
     code, err = run(['--data_path', fashion_dir, '--dataset', 'fashionmnist', '--num_epochs', '1', '--method', 'ce',
                      '--track_division', '--id', 'ce', '--checkpoint_dir', ck] + FAST, capsys)
     assert code == 0, err
@@ -124,18 +127,29 @@ def test_track_division_leaves_training_unchanged(tmp_path, cifar10_dir, capsys)
     assert accs[0] == accs[1]
 
 
-def test_empty_labeled_and_unlabeled_sets(tmp_path, cifar10_dir, capsys):
+@pytest.mark.parametrize('pipeline', ['device', 'reference'])
+def test_empty_labeled_and_unlabeled_sets(tmp_path, cifar10_dir, capsys, pipeline, monkeypatch):
     ck = str(tmp_path / 'ck')
+    # On a tiny run a GMM posterior can round to exactly 1 or 0 for well-separated samples, so
+    # the extreme thresholds alone do not force an empty side: keep the posteriors inside
+    # [0.01, 0.99] (a division the GMM can give) and let the thresholds do the rest.
+    real_eval_train = Train_cifar.dm.eval_train
+
+    def eval_train(*a, **k):
+        out = real_eval_train(*a, **k)
+        out['prob'] = out['prob'].clip(0.01, 0.99)
+        return out
+    monkeypatch.setattr(Train_cifar.dm, 'eval_train', eval_train)
     # p_threshold just under 1: no sample is 'clean' -> both nets skip training, with a warning
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--p_threshold', '0.999999',
-                     '--checkpoint_dir', ck] + FAST, capsys)
+                     '--checkpoint_dir', ck, '--pipeline', pipeline] + FAST, capsys)
     assert code == 0
     assert 'labels no sample as clean; net1 is not trained this epoch' in err
     rec = [json.loads(l) for l in lines(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))][1]
     assert rec.get('skipped1') and rec.get('skipped2')
     # p_threshold just over 0: every sample is 'clean' -> Lu = 0, training on labeled samples only
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--p_threshold', '1e-300',
-                     '--checkpoint_dir', ck, '--overwrite'] + FAST, capsys)
+                     '--checkpoint_dir', ck, '--overwrite', '--pipeline', pipeline] + FAST, capsys)
     assert code == 0
     assert 'labels every sample as clean; net1 trains on labeled samples only' in err
     rec = [json.loads(l) for l in lines(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))][1]
