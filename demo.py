@@ -10,6 +10,7 @@ is chosen so that both runs together take under 10 minutes on 2 CPU cores: 2,000
 training images with 50% symmetric noise, SmallCNN, no crop/flip augmentation, 21 epochs.
 """
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -108,7 +109,20 @@ def main(argv=None):
     print('\n' + header + '\n\n' + md)
     with open(os.path.join(args.out, 'demo_table.md'), 'w') as f:
         f.write(header + '\n\n' + md + '\n')
+    plot_curves(args.out, scale)
     return rows
+
+
+def plot_curves(out, scale):
+    """Test accuracy per epoch of both runs in <out>/demo_acc.png, when matplotlib is installed."""
+    if importlib.util.find_spec('matplotlib') is None:
+        print('| (pip install matplotlib for a plot of both runs\' test accuracy per epoch)')
+        return
+    import plots
+    stem = os.path.join(out, 'fashionmnist_%.1f_%s_' % (scale['r'], scale['noise_mode']))
+    path = os.path.join(out, 'demo_acc.png')
+    plots.plot_acc([stem + 'dividemix', stem + 'ce'], path, labels=['DivideMix', 'cross-entropy'])
+    print('| test accuracy per epoch of both runs: %s' % path)
 
 
 if __name__ == '__main__':

@@ -158,6 +158,7 @@ def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
     assert '| DivideMix |' in table and '| cross-entropy |' in table
     assert all(r['epochs'] == 3 for _, r in rows)
     assert rows[1][1]['auc_last'] == rows[1][1]['auc_last']  # the baseline's AUC is tracked (not NaN)
+    assert os.path.getsize(str(tmp_path / 'out' / 'demo_acc.png')) > 1000  # matplotlib: a dev requirement
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason='Debian dataset-fashion-mnist not installed (%s)' % FASHION_DIR)
