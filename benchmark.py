@@ -154,7 +154,8 @@ def main(argv=None):
         print('|   warm-up %.2f s, post-warm-up %.2f s' % (results[-1]['warmup_s'], results[-1]['train_s']), flush=True)
     md = table(results, args)
     header = ('%d synthetic 32x32 images, PreResNet-18 width %d, batch %d, torch %s, %s'
-              % (args.num_images, args.width, args.batch_size, torch.__version__, results[0]['device']))
+              % (args.num_images, args.width, args.batch_size, torch.__version__,
+                 results[0]['device'].split(',')[0]))  # the device; precision and layout are per config
     print('\n' + header + '\n\n' + md)
     if args.out:
         with open(args.out + '.md', 'w') as f:
