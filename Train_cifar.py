@@ -204,6 +204,8 @@ def main(argv=None):
     check_args(args)
     wanted_dumps = dump_epochs(args.dump_losses, args.num_epochs)
     runtime = Runtime.from_args(args)
+    if args.arch == 'preresnet18' and args.width is not None:
+        runtime.check_conv_width(args.width)
     check_output_dir(args.checkpoint_dir)
     data = load_data(args)
     settings, notes = resolve_settings(args, data.noise_rate)

@@ -28,7 +28,7 @@ import dataloader_cifar as dataloader
 import dividemix as dm
 from device_data import DevicePipeline
 from PreResNet import ResNet18
-from train_utils import LoaderPipeline, Runtime, seed_everything, train_on_divisions, warmup_nets
+from train_utils import LoaderPipeline, Runtime, run_main, seed_everything, train_on_divisions, warmup_nets
 
 CONFIGS = {
     'reference': dict(pipeline='reference', precision='fp32', channels_last=False, compile=False),
@@ -166,4 +166,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

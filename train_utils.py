@@ -159,6 +159,20 @@ class Runtime(object):
     def from_args(cls, args):
         return cls(args.device, args.gpuid, args.precision, args.channels_last, args.compile, args.compile_mode)
 
+    def check_conv_width(self, narrowest):
+        """Refuse a CPU setting that torch's CPU convolution gets wrong. Measured with torch 2.15
+        on an AVX2 CPU: the backward of a stride-2 1x1 convolution (PreResNet's first downsampling
+        shortcut) with 2 to 7 input channels in channels_last layout hangs, corrupts the heap or
+        returns wrong gradients (oneDNN's jit_avx2_1x1 kernel). fp32 only; --compile picks
+        channels_last by itself. Real widths (8 and up; the paper's is 64) are unaffected."""
+        if (self.device.type == 'cpu' and self.precision == 'fp32' and (self.channels_last or self.compile)
+                and 2 <= narrowest < 8):
+            raise UsageError('--width %d with %s on the CPU: torch\'s CPU convolution hangs or computes wrong '
+                             'gradients for stride-2 1x1 convolutions with fewer than 8 input channels in '
+                             'channels_last layout; use --width 8 or more, or leave out %s'
+                             % (narrowest, '--compile' if self.compile else '--channels_last',
+                                '--compile' if self.compile else '--channels_last'))
+
     def autocast(self):
         """Context for forward passes: bf16 autocast, or nothing for fp32."""
         if self.precision == 'bf16':
@@ -194,13 +208,24 @@ class Runtime(object):
 
 
 class CompiledNet(torch.nn.Module):
-    """Dispatch by batch size between a compiled and the eager network (same parameters)."""
+    """Dispatch by batch size between a compiled and the eager network (same parameters).
+
+    dynamic=False: one static-shape graph per batch size (a handful: B, 2B, 4B, eval batch,
+    in train/eval and grad/no-grad variants) instead of dynamo's switch to a dynamic-shape
+    graph at the second size. With mode 'reduce-overhead' (CUDA graphs) an output is only
+    valid until the next compiled call, so the algorithm consumes every output before the
+    next forward (tests/test_runtime.py checks this with outputs overwritten on purpose)."""
 
     def __init__(self, net, batch_sizes, mode):
         super().__init__()
         self.net = net
         self.batch_sizes = set(int(b) for b in batch_sizes)
-        object.__setattr__(self, '_compiled', torch.compile(net, mode=None if mode == 'default' else mode))
+        # both networks share one compiled code object; leave room for every variant of both
+        cfg = torch._dynamo.config
+        name = 'recompile_limit' if hasattr(cfg, 'recompile_limit') else 'cache_size_limit'  # renamed in torch 2.6
+        setattr(cfg, name, max(getattr(cfg, name), 32))
+        object.__setattr__(self, '_compiled', torch.compile(net, mode=None if mode == 'default' else mode,
+                                                            dynamic=False))
 
     def forward(self, x):
         if x.size(0) in self.batch_sizes:

@@ -179,3 +179,16 @@ def test_benchmark_small_cpu_run(tmp_path):
     assert '| reference |' in md and '| 1.00x |' in md and 'projected 301-epoch run' in md
     raw = json.load(open(out + '.json'))
     assert raw['results'][1]['train_img_s'] > 0
+
+
+def test_benchmark_without_cuda_exits_2(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('a CUDA device is present')
+    out = str(tmp_path / 'bench')
+    with pytest.raises(SystemExit) as e:
+        train_utils.run_main(benchmark.main, ['--num_images', '96', '--num_test', '32', '--device', 'cuda',
+                                              '--out', out])
+    assert e.value.code == 2
+    assert '--device cuda but no CUDA device is available' in capsys.readouterr().err
+    assert not os.path.exists(out + '.md')

@@ -297,6 +297,10 @@ BAD_FLAGS = [
     (['--p_threshold', '0'], '--p_threshold 0 is outside (0, 1)'),
     (['--batch_size', '0'], '--batch_size 0 is outside [1, inf)'),
     (['--noise_mode', 'noisy100'], '--noise_mode noisy100 is a cifar100 label set: pass --dataset cifar100'),
+    # torch's CPU convolution hangs or gets gradients wrong there (train_utils.Runtime.check_conv_width)
+    (['--device', 'cpu', '--channels_last'], '--width 4 with --channels_last on the CPU: torch\'s CPU convolution '
+     'hangs or computes wrong gradients'),
+    (['--device', 'cpu', '--compile'], 'use --width 8 or more, or leave out --compile'),
 ]
 
 
