@@ -167,11 +167,10 @@ class Runtime(object):
         channels_last by itself. Real widths (8 and up; the paper's is 64) are unaffected."""
         if (self.device.type == 'cpu' and self.precision == 'fp32' and (self.channels_last or self.compile)
                 and 2 <= narrowest < 8):
+            flag = '--compile' if self.compile else '--channels_last'
             raise UsageError('--width %d with %s on the CPU: torch\'s CPU convolution hangs or computes wrong '
                              'gradients for stride-2 1x1 convolutions with fewer than 8 input channels in '
-                             'channels_last layout; use --width 8 or more, or leave out %s'
-                             % (narrowest, '--compile' if self.compile else '--channels_last',
-                                '--compile' if self.compile else '--channels_last'))
+                             'channels_last layout; use --width 8 or more, or leave out %s' % (narrowest, flag, flag))
 
     def autocast(self):
         """Context for forward passes: bf16 autocast, or nothing for fp32."""
@@ -222,7 +221,7 @@ class CompiledNet(torch.nn.Module):
         self.batch_sizes = set(int(b) for b in batch_sizes)
         # both networks share one compiled code object; leave room for every variant of both
         cfg = torch._dynamo.config
-        name = 'recompile_limit' if hasattr(cfg, 'recompile_limit') else 'cache_size_limit'  # renamed in torch 2.6
+        name = 'recompile_limit' if hasattr(cfg, 'recompile_limit') else 'cache_size_limit'  # older torch
         setattr(cfg, name, max(getattr(cfg, name), 32))
         object.__setattr__(self, '_compiled', torch.compile(net, mode=None if mode == 'default' else mode,
                                                             dynamic=False))
