@@ -89,6 +89,23 @@ class DeviceImages(object):
         return self._normalise(self.padded[idx, p:p + self.height, p:p + self.width])
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def stream_seed(seed, stream=1):
+    """A 64-bit seed for an extra generator, derived from a run's `seed` (splitmix64 of
+    seed + stream * golden ratio). Why not `seed` itself: a CPU torch.Generator seeded with
+    the number torch.manual_seed got replays the global stream from its start, i.e. the very
+    numbers that initialised the networks' weights, so crops, flips and shuffles would be
+    functions of the initial weights (e.g. flip k == (uniform weight draw k < 0.5)) for as
+    many draws as the init took (about one per weight: 414k for two SmallCNNs of width 16,
+    22M for two PreResNet18s). The derived seed starts an unrelated stream."""
+    z = (int(seed) + 0x9E3779B97F4A7C15 * stream) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
 def _batches(order, batch_size):
     """Split an index tensor into consecutive batches; the ragged last batch is kept."""
     return [order[i:i + batch_size] for i in range(0, order.numel(), batch_size)]
@@ -100,7 +117,8 @@ class DevicePipeline(object):
     train_images (N,H,W,C) uint8, noise_label (N,), test_images, test_label; mean, std;
     batch_size: as the reference (warm-up 2x, labeled and unlabeled 1x);
     eval_batch_size: eval_train/test batches (eval mode, so any size gives the same
-    numbers up to float summation order). seed: the pipeline's own generator.
+    numbers up to float summation order). seed: the run's seed; the pipeline's own generator
+    starts from stream_seed(seed), a stream unrelated to torch.manual_seed(seed)'s.
     crop_flip: False trains on plain views (see DeviceImages).
     """
 
@@ -115,7 +133,7 @@ class DevicePipeline(object):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(stream_seed(seed))
 
     @property
     def num_samples(self):

@@ -140,6 +140,25 @@ def test_pipeline_modes():
     assert [u.shape[0] for u, _ in first] == [8, 8, 8, 5, 8]
 
 
+@pytest.mark.parametrize('seed', [0, 123])
+def test_pipeline_draws_do_not_replay_the_weight_init(seed):
+    """The scripts call torch.manual_seed(seed), build the nets, then DevicePipeline(seed=seed).
+    A CPU generator seeded with the same number would replay the init's numbers: every flip
+    would equal (init weight draw < 0.5) and the crops would be functions of the weights.
+    The pipeline's flips must agree with the init draws only by chance (about half)."""
+    n = 3000
+    torch.manual_seed(seed)
+    init = torch.empty(3 * n).uniform_()  # the numbers kaiming_uniform_ & co. draw first
+    p = make_pipeline(seed=seed)
+    dy, dx, flip = p.train.draw(n, p.generator)  # n offsets dy, n offsets dx, then n flips
+    agree = ((init[2 * n:] < 0.5) == flip).float().mean().item()
+    assert 0.45 < agree < 0.55, agree  # 1.0 when the pipeline's stream is the global one
+    # still a function of the seed alone: the same seed gives the same views
+    a = next(make_pipeline(seed=seed).warmup_batches())[0]
+    assert torch.equal(a, next(make_pipeline(seed=seed).warmup_batches())[0])
+    assert not torch.equal(a, next(make_pipeline(seed=seed + 1).warmup_batches())[0])
+
+
 def test_unlabeled_stream_visits_each_sample_once_per_cycle():
     p = make_pipeline(n=30)
     pred = torch.zeros(30, dtype=torch.bool)
