@@ -128,15 +128,16 @@ def table(results, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--num_images', type=int, default=50000)
-    p.add_argument('--num_test', type=int, default=10000)
+    p.add_argument('--num_images', type=int, default=50000, help='synthetic training images (50000 = CIFAR)')
+    p.add_argument('--num_test', type=int, default=10000, help='synthetic test images')
     p.add_argument('--width', type=int, default=64, help='PreResNet-18 width (64 = the paper)')
-    p.add_argument('--batch_size', type=int, default=64)
-    p.add_argument('--eval_batch_size', type=int, default=1024)
+    p.add_argument('--batch_size', type=int, default=64, help='training batch (64 = the paper)')
+    p.add_argument('--eval_batch_size', type=int, default=1024,
+                   help='eval_train / test batch of the device configs')
     p.add_argument('--num_workers', type=int, default=5, help='DataLoader workers of the reference pipeline')
     p.add_argument('--configs', default=','.join(CONFIGS), help='comma-separated subset of %s' % ', '.join(CONFIGS))
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
-    p.add_argument('--compile_mode', default='max-autotune-no-cudagraphs')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto: CUDA when present')
+    p.add_argument('--compile_mode', default='max-autotune-no-cudagraphs', help='torch.compile mode of the compile config')
     p.add_argument('--prime_images', type=int, default=2048, help='images of the untimed priming run')
     p.add_argument('--num_epochs', type=int, default=300, help='for the projection: epochs 0..num_epochs')
     p.add_argument('--warm_up', type=int, default=10, help='for the projection: warm-up epochs')

@@ -2,6 +2,7 @@
 
     python results.py                       # ./checkpoint
     python results.py checkpoint/ old_runs/ --out results.md
+    python results.py runs/ --seeds --baseline ref  # mean ± s.d. over seeds, arms against 'ref'
 
 Reads what the training scripts write (and what the reference scripts wrote):
     CIFAR:      <dataset>_<r>_<mode>[_<id>]_acc.txt   'Epoch:%d   Accuracy:%.2f'
@@ -10,6 +11,11 @@ Reads what the training scripts write (and what the reference scripts wrote):
     WebVision:  <id>_acc.txt 'Epoch:%d \\t WebVision Acc: %.2f%% (%.2f%%) \\t ImageNet Acc: ...'
 and prints one table per dataset / noise setting: best, last and mean of the last 10
 epochs' test accuracy, with the paper's best / last where the paper has the cell.
+
+With --seeds, CIFAR runs whose ids end in a seed ('<arm>_s<N>' or '<arm>_seed<N>', as
+`--id ref_s$s`) are also pooled per arm: mean ± sample s.d. over the runs; with --baseline ARM,
+each arm's mean of the last 10 epochs minus the baseline's, its 95% confidence interval and the
+p-value of Welch's t-test (unequal variances). Arms pool over every folder given.
 """
 import argparse
 import glob
@@ -25,6 +31,7 @@ CIFAR_ACC = re.compile(r'^Epoch:(\d+)   Accuracy:([\d.]+)$')
 WEB_ACC = re.compile(r'^Epoch:(\d+) \t WebVision Acc: ([\d.]+)% \(([\d.]+)%\) \t ImageNet Acc: ([\d.]+)% \(([\d.]+)%\)$')
 CLOTHING_TEST = re.compile(r'^Test Accuracy:([\d.]+)$')
 CLOTHING_VAL = re.compile(r'^Validation Epoch:(\d+)\s+Acc1:([\d.]+)\s+Acc2:([\d.]+)$')
+SEED_ID = re.compile(r'^(?:(.*)_)?(?:s|seed)(\d+)$')
 NOISE_MODES = ('sym', 'asym_blocks', 'asym', 'pairflip', 'instance', 'aggre', 'worst', 'rand1', 'rand2', 'rand3',
                'noisy100')
 
@@ -76,7 +83,7 @@ def collect(folders):
             if cifar and any(CIFAR_ACC.match(l) for l in lines):
                 dataset, r, mode, run_id = cifar
                 accs = [float(m.group(2)) for m in map(CIFAR_ACC.match, lines) if m]
-                row = dict(stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]),
+                row = dict(stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]), id=run_id,
                            auc=last_auc(path[:-len('_acc.txt')] + '_log.jsonl'))
                 cell = paper.RESULTS.get((dataset, mode, r))
                 row['paper'] = '%.1f / %.1f' % cell if cell else '-'
@@ -133,10 +140,80 @@ def render(groups):
     return '\n'.join(out)
 
 
+def arm_of(run_id):
+    """('ref', 7) for 'ref_s7' / 'ref_seed7'; (run_id, None) for an id without a seed."""
+    m = SEED_ID.match(run_id)
+    if not m:
+        return run_id or '(no id)', None
+    return m.group(1) or '(no id)', int(m.group(2))
+
+
+def pool_arms(rows):
+    """{arm: [rows]} in order of first appearance."""
+    arms = {}
+    for r in rows:
+        arms.setdefault(arm_of(r['id'])[0], []).append(r)
+    return arms
+
+
+def mean_sd(values):
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float('nan')
+    return mean, sd
+
+
+def welch(a, b):
+    """(mean(a) - mean(b), 95% CI low, high, two-sided p) of Welch's t-test; nan where n < 2."""
+    diff = mean_sd(a)[0] - mean_sd(b)[0]
+    if len(a) < 2 or len(b) < 2:
+        return diff, float('nan'), float('nan'), float('nan')
+    from scipy import stats as st  # scipy comes with scikit-learn
+    res = st.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    return diff, float(ci.low), float(ci.high), float(res.pvalue)
+
+
+def render_arms(groups, baseline=None):
+    """Mean ± s.d. per arm for every CIFAR group; with a baseline, Welch comparisons against it."""
+    out = []
+    for title in sorted(groups):
+        if title in ('Clothing1M', 'WebVision'):
+            continue
+        arms = pool_arms(groups[title])
+        out.append('### %s: arms over seeds\n' % title)
+        out.append('| arm | runs | seeds | best | last | mean of last 10 | labeled-set AUC (last) |')
+        out.append('| --- | --- | --- | --- | --- | --- | --- |')
+        for arm, rows in arms.items():
+            seeds = sorted(s for s in (arm_of(r['id'])[1] for r in rows) if s is not None)
+            cells = []
+            for key, digits in (('best', 2), ('last', 2), ('mean_last10', 2), ('auc', 3)):
+                vals = [r[key] for r in rows if not math.isnan(r[key])]
+                m, sd = mean_sd(vals) if vals else (float('nan'), float('nan'))
+                cells.append(fmt(m, digits) + ('' if math.isnan(sd) else ' ± ' + fmt(sd, digits)))
+            out.append('| %s | %d | %s | %s |' % (arm, len(rows), ','.join(map(str, seeds)) or '-', ' | '.join(cells)))
+        if baseline in arms:
+            base = [r['mean_last10'] for r in arms[baseline]]
+            out.append('')
+            out.append('| arm | runs | mean of last 10 minus %s (%d runs) | 95%% CI | Welch p |' % (baseline, len(base)))
+            out.append('| --- | --- | --- | --- | --- |')
+            for arm, rows in arms.items():
+                if arm != baseline:
+                    d, lo, hi, p = welch([r['mean_last10'] for r in rows], base)
+                    out.append('| %s | %d | %+.2f | %s | %s |' % (
+                        arm, len(rows), d, '-' if math.isnan(lo) else '%+.2f to %+.2f' % (lo, hi), fmt(p, 3)))
+        out.append('')
+    return '\n'.join(out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('folders', nargs='*', default=['checkpoint'], help='run folders (default ./checkpoint)')
     p.add_argument('--out', default=None, help='also write the tables to this Markdown file')
+    p.add_argument('--seeds', action='store_true',
+                   help="also pool CIFAR runs per arm over seeds (ids '<arm>_s<N>'): mean ± s.d.")
+    p.add_argument('--baseline', default=None, metavar='ARM',
+                   help='with --seeds: compare every arm with this one (difference, 95%% CI, Welch p)')
     args = p.parse_args(argv)
     missing = [f for f in args.folders if not os.path.isdir(f)]
     if missing:
@@ -147,6 +224,13 @@ def main(argv=None):
         print('error: no run logs (*_acc.txt, Clothing1M <id>.txt) in %s' % ', '.join(args.folders), file=sys.stderr)
         return 2
     md = render(groups)
+    if args.seeds or args.baseline:
+        found = {arm for t, rows in groups.items() if t not in ('Clothing1M', 'WebVision') for arm in pool_arms(rows)}
+        if args.baseline and args.baseline not in found:
+            print('error: --baseline %s: no such arm; the arms found are: %s (an arm is a run id without its '
+                  "'_s<seed>' suffix)" % (args.baseline, ', '.join(sorted(found)) or 'none'), file=sys.stderr)
+            return 2
+        md += '\n' + render_arms(groups, args.baseline)
     print(md)
     if args.out:
         with open(args.out, 'w') as f:
