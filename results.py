@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sys
+import warnings
 
 import paper
 
@@ -165,13 +166,15 @@ def mean_sd(values):
 
 def welch(a, b):
     """(mean(a) - mean(b), 95% CI low, high, two-sided p) of Welch's t-test; nan where n < 2."""
-    diff = mean_sd(a)[0] - mean_sd(b)[0]
-    if len(a) < 2 or len(b) < 2:
-        return diff, float('nan'), float('nan'), float('nan')
+    (ma, sa), (mb, sb) = mean_sd(a), mean_sd(b)
+    if len(a) < 2 or len(b) < 2 or sa == sb == 0:  # no spread to test against
+        return ma - mb, float('nan'), float('nan'), float('nan')
     from scipy import stats as st  # scipy comes with scikit-learn
-    res = st.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # scipy warns of precision loss when one arm's runs are identical
+        warnings.simplefilter('ignore', RuntimeWarning)
+        res = st.ttest_ind(a, b, equal_var=False)
     ci = res.confidence_interval(0.95)
-    return diff, float(ci.low), float(ci.high), float(res.pvalue)
+    return ma - mb, float(ci.low), float(ci.high), float(res.pvalue)
 
 
 def render_arms(groups, baseline=None):
@@ -182,16 +185,19 @@ def render_arms(groups, baseline=None):
             continue
         arms = pool_arms(groups[title])
         out.append('### %s: arms over seeds\n' % title)
-        out.append('| arm | runs | seeds | best | last | mean of last 10 | labeled-set AUC (last) |')
-        out.append('| --- | --- | --- | --- | --- | --- | --- |')
+        out.append('| arm | runs | seeds | epochs | best | last | mean of last 10 | labeled-set AUC (last) |')
+        out.append('| --- | --- | --- | --- | --- | --- | --- | --- |')
         for arm, rows in arms.items():
             seeds = sorted(s for s in (arm_of(r['id'])[1] for r in rows) if s is not None)
+            # a range here flags an unfinished (or differently configured) run pooled with the others
+            lo, hi = min(r['epochs'] for r in rows), max(r['epochs'] for r in rows)
             cells = []
             for key, digits in (('best', 2), ('last', 2), ('mean_last10', 2), ('auc', 3)):
                 vals = [r[key] for r in rows if not math.isnan(r[key])]
                 m, sd = mean_sd(vals) if vals else (float('nan'), float('nan'))
                 cells.append(fmt(m, digits) + ('' if math.isnan(sd) else ' ± ' + fmt(sd, digits)))
-            out.append('| %s | %d | %s | %s |' % (arm, len(rows), ','.join(map(str, seeds)) or '-', ' | '.join(cells)))
+            out.append('| %s | %d | %s | %s | %s |' % (arm, len(rows), ','.join(map(str, seeds)) or '-',
+                                                   lo if lo == hi else '%d-%d' % (lo, hi), ' | '.join(cells)))
         if baseline in arms:
             base = [r['mean_last10'] for r in arms[baseline]]
             out.append('')

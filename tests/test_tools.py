@@ -72,21 +72,24 @@ def test_seed_arms_pooled_and_compared(tmp_path, capsys):
     for folder, name, acc in ((one, 'dev_s1', 1.0), (one, 'dev_s2', 2.0), (two, 'dev_seed3', 3.0),
                               (one, 'ref_s1', 4.0), (one, 'ref_s2', 5.0), (two, 'ref_s3', 6.0), (one, 'solo', 9.0)):
         (folder / ('fashionmnist_0.5_sym_%s_acc.txt' % name)).write_text(single(acc))
+    for seed, epochs in ((1, 1), (2, 2)):  # an unfinished run pooled with a finished one is flagged by its epochs
+        (one / ('fashionmnist_0.5_sym_part_s%d_acc.txt' % seed)).write_text(single(7.0) * epochs)
     assert results.main([str(one), str(two), '--baseline', 'ref']) == 0
     md = capsys.readouterr().out
     assert '### fashionmnist, sym 50%: arms over seeds' in md
-    assert '| dev | 3 | 1,2,3 | 2.00 ± 1.00 | 2.00 ± 1.00 | 2.00 ± 1.00 | - |' in md
-    assert '| ref | 3 | 1,2,3 | 5.00 ± 1.00 |' in md
-    assert '| solo | 1 | - | 9.00 | 9.00 | 9.00 | - |' in md
+    assert '| dev | 3 | 1,2,3 | 1 | 2.00 ± 1.00 | 2.00 ± 1.00 | 2.00 ± 1.00 | - |' in md
+    assert '| ref | 3 | 1,2,3 | 1 | 5.00 ± 1.00 |' in md
+    assert '| part | 2 | 1,2 | 1-2 | 7.00 ± 0.00 |' in md
+    assert '| solo | 1 | - | 1 | 9.00 | 9.00 | 9.00 | - |' in md
     # Welch by hand: difference -3, s.e. sqrt(1/3 + 1/3), 4 degrees of freedom: t = -3.674, p = 0.0213,
     # 95% CI -3 -+ 2.776 * 0.8165
     assert '| dev | 3 | -3.00 | -5.27 to -0.73 | 0.021 |' in md
-    assert '| solo | 1 | +4.00 | - | - |' in md
+    assert '| solo | 1 | +4.00 | - | - |' in md and '| part | 2 | +2.00 |' in md
     assert results.arm_of('x_s12') == ('x', 12) and results.arm_of('seed2') == ('(no id)', 2)
     assert results.arm_of('bf16cl') == ('bf16cl', None)
     assert results.main([str(one), '--baseline', 'nope']) == 2
     err = capsys.readouterr().err
-    assert '--baseline nope: no such arm' in err and 'dev, ref, solo' in err
+    assert '--baseline nope: no such arm' in err and 'dev, part, ref, solo' in err
 
 
 def test_parse_run_names():
