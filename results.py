@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 import warnings
 
@@ -158,10 +159,13 @@ def pool_arms(rows):
 
 
 def mean_sd(values):
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float('nan')
-    return mean, sd
+    """Mean and sample standard deviation (nan for one value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float('nan')
+
+
+def cifar_groups(groups):
+    """The groups whose rows are CIFAR-style runs (ids, best / last / mean of last 10, AUC)."""
+    return {t: rows for t, rows in groups.items() if t not in ('Clothing1M', 'WebVision')}
 
 
 def welch(a, b):
@@ -180,24 +184,22 @@ def welch(a, b):
 def render_arms(groups, baseline=None):
     """Mean ± s.d. per arm for every CIFAR group; with a baseline, Welch comparisons against it."""
     out = []
-    for title in sorted(groups):
-        if title in ('Clothing1M', 'WebVision'):
-            continue
-        arms = pool_arms(groups[title])
+    for title, rows in sorted(cifar_groups(groups).items()):
+        arms = pool_arms(rows)
         out.append('### %s: arms over seeds\n' % title)
         out.append('| arm | runs | seeds | epochs | best | last | mean of last 10 | labeled-set AUC (last) |')
         out.append('| --- | --- | --- | --- | --- | --- | --- | --- |')
         for arm, rows in arms.items():
             seeds = sorted(s for s in (arm_of(r['id'])[1] for r in rows) if s is not None)
             # a range here flags an unfinished (or differently configured) run pooled with the others
-            lo, hi = min(r['epochs'] for r in rows), max(r['epochs'] for r in rows)
+            e_min, e_max = min(r['epochs'] for r in rows), max(r['epochs'] for r in rows)
             cells = []
             for key, digits in (('best', 2), ('last', 2), ('mean_last10', 2), ('auc', 3)):
                 vals = [r[key] for r in rows if not math.isnan(r[key])]
                 m, sd = mean_sd(vals) if vals else (float('nan'), float('nan'))
                 cells.append(fmt(m, digits) + ('' if math.isnan(sd) else ' ± ' + fmt(sd, digits)))
             out.append('| %s | %d | %s | %s | %s |' % (arm, len(rows), ','.join(map(str, seeds)) or '-',
-                                                   lo if lo == hi else '%d-%d' % (lo, hi), ' | '.join(cells)))
+                                                   e_min if e_min == e_max else '%d-%d' % (e_min, e_max), ' | '.join(cells)))
         if baseline in arms:
             base = [r['mean_last10'] for r in arms[baseline]]
             out.append('')
@@ -219,7 +221,7 @@ def main(argv=None):
     p.add_argument('--seeds', action='store_true',
                    help="also pool CIFAR runs per arm over seeds (ids '<arm>_s<N>'): mean ± s.d.")
     p.add_argument('--baseline', default=None, metavar='ARM',
-                   help='with --seeds: compare every arm with this one (difference, 95%% CI, Welch p)')
+                   help='implies --seeds: compare every arm with this one (difference, 95%% CI, Welch p)')
     args = p.parse_args(argv)
     missing = [f for f in args.folders if not os.path.isdir(f)]
     if missing:
@@ -231,7 +233,7 @@ def main(argv=None):
         return 2
     md = render(groups)
     if args.seeds or args.baseline:
-        found = {arm for t, rows in groups.items() if t not in ('Clothing1M', 'WebVision') for arm in pool_arms(rows)}
+        found = {arm for rows in cifar_groups(groups).values() for arm in pool_arms(rows)}
         if args.baseline and args.baseline not in found:
             print('error: --baseline %s: no such arm; the arms found are: %s (an arm is a run id without its '
                   "'_s<seed>' suffix)" % (args.baseline, ', '.join(sorted(found)) or 'none'), file=sys.stderr)
