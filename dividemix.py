@@ -288,7 +288,12 @@ def fit_gmm(input_loss, reg_covar=5e-4, random_state=None):
     """Two-component 1-D GMM as the reference fits it (max_iter=10, tol=1e-2).
     input_loss (N, 1). Returns (prob, gmm) with prob the posterior of the component with
     the smaller mean, i.e. the probability that each sample is clean.
-    random_state=None reproduces the reference's unseeded GMM."""
+    random_state=None reproduces the reference's unseeded GMM.
+
+    Fitted and evaluated in float64, as in the reference: it passed a float32 torch tensor,
+    which scikit-learn converts to float64 (a float32 numpy array it would keep in float32,
+    and ten EM steps in float32 end measurably elsewhere; README, "Differences")."""
+    input_loss = np.asarray(input_loss, dtype=np.float64)
     gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=reg_covar, random_state=random_state)
     with warnings.catch_warnings():
         # max_iter=10 rarely converges to tol; the reference ran it like this on purpose
@@ -316,7 +321,8 @@ def eval_train(net, batches, num_samples, history=None, window=1, reg_covar=5e-4
         input_loss = torch.stack(list(history)[-window:]).mean(0)
     else:
         input_loss = losses
-    input_loss = input_loss.reshape(-1, 1).numpy()  # float32, as the reference fed sklearn
+    # the float32 mean, then float64 for the GMM: what the reference's tensor became inside sklearn
+    input_loss = input_loss.reshape(-1, 1).numpy().astype(np.float64)
     prob, gmm = fit_gmm(input_loss, reg_covar=reg_covar, random_state=random_state)
     return {'prob': prob, 'losses': losses, 'input_loss': input_loss, 'gmm': gmm}
 

@@ -126,6 +126,24 @@ def test_gmm_split_recovers_bimodal_sample():
     assert np.array_equal(prob, again)
 
 
+def test_gmm_fits_and_predicts_in_float64_as_the_reference():
+    """The reference handed sklearn a float32 torch tensor, which sklearn converted to float64 to fit
+    (and, in its 2020 versions, to predict). A float32 numpy array would stay float32, and ten EM
+    steps in float32 end measurably elsewhere: the fit must see float64."""
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.RandomState(0)
+    n = 20000
+    x = np.where(rng.rand(n) < 0.6, rng.gamma(2, 0.05, n), rng.normal(0.7, 0.15, n)).clip(0, None)
+    x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32).reshape(-1, 1)
+    ref = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=0)
+    ref.fit(torch.from_numpy(x))  # the reference's call
+    prob, gmm = dm.fit_gmm(x, random_state=0)
+    for name in ('means_', 'covariances_', 'weights_'):
+        assert np.array_equal(getattr(gmm, name), getattr(ref, name)), name
+    expected = ref.predict_proba(x.astype(np.float64))[:, ref.means_.argmin()]
+    assert prob.dtype == np.float64 and np.array_equal(prob, expected)
+
+
 def test_per_sample_losses_land_at_their_indices():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
@@ -147,6 +165,7 @@ def test_eval_train_normalises_and_averages_history():
     history.append(old)
     out = dm.eval_train(net, batches, 30, history, window=5, random_state=0)
     assert out['losses'].min() == 0 and out['losses'].max() == 1
+    assert out['input_loss'].dtype == np.float64  # the float32 history mean, widened for the GMM
     assert np.allclose(out['input_loss'].reshape(-1), ((old + out['losses']) / 2).numpy())
     single = dm.eval_train(net, batches, 30, deque([old], maxlen=5), window=1, random_state=0)
     assert np.allclose(single['input_loss'].reshape(-1), single['losses'].numpy())
