@@ -26,9 +26,11 @@ import torch.optim as optim
 
 import dataloader_cifar as dataloader
 import dividemix as dm
-from device_data import DevicePipeline
+from checkpoints import seed_everything
+from cli import run_main
+from data_sources import DeviceSource, LoaderSource
 from PreResNet import ResNet18
-from train_utils import LoaderPipeline, Runtime, run_main, seed_everything, train_on_divisions, warmup_nets
+from runtime import Runtime
 
 CONFIGS = {
     'reference': dict(pipeline='reference', precision='fp32', channels_last=False, compile=False),
@@ -55,38 +57,34 @@ def subset(data, n):
     return dataloader.NoisyData('cifar10', raw, data.noise_label[:n])
 
 
-def make_pipeline(cfg, data, runtime, args):
+def make_source(cfg, data, runtime, args):
     if cfg['pipeline'] == 'device':
-        return DevicePipeline(data.train_data, data.noise_label, data.test_data, data.test_label, data.mean, data.std,
-                              args.batch_size, runtime.device, seed=0, eval_batch_size=args.eval_batch_size,
-                              channels_last=runtime.channels_last)
+        return DeviceSource(data.train_data, data.noise_label, data.test_data, data.test_label, data.mean, data.std,
+                            args.batch_size, runtime.device, seed=0, eval_batch_size=args.eval_batch_size,
+                            channels_last=runtime.channels_last)
     loader = dataloader.cifar_dataloader('cifar10', 0.5, 'sym', args.batch_size, args.num_workers, '', None,
                                          data=data)
-    return LoaderPipeline(loader, runtime, len(data.noise_label))
+    return LoaderSource(loader, runtime)
 
 
-def sync(runtime):
-    if runtime.device.type == 'cuda':
-        torch.cuda.synchronize(runtime.device)
-
-
-def run_epochs(runs, optimizers, pipeline, runtime, args, n, prob):
-    """(warm-up seconds, post-warm-up seconds) of one epoch each."""
+def run_epochs(runs, optimizers, source, runtime, args, prob):
+    """(warm-up seconds, post-warm-up seconds) of one epoch each. The post-warm-up epoch divides
+    (both nets' eval_train + GMM), then trains on a division of about half the samples (prob)."""
+    cfg = dm.Config(num_class=10, warm_up=10, batch_size=args.batch_size, gmm_seed=0)  # CIFAR-10 sym 50%
     times = []
-    sync(runtime)
+    runtime.sync()
     t0 = time.time()
-    warmup_nets(0, runs, optimizers, lambda k: pipeline.warmup_batches(), False, runtime, 'bench', 50)
-    dm.ensemble_accuracy(runs, pipeline.test_batches(), autocast=runtime.autocast)
-    sync(runtime)
+    dm.warmup(runs, optimizers, source, cfg, epoch=0, autocast=runtime.autocast)
+    dm.ensemble_accuracy(runs, source.test_batches(), autocast=runtime.autocast)
+    runtime.sync()
     times.append(time.time() - t0)
     t0 = time.time()
-    for k in range(2):
-        dm.eval_train(runs[k], pipeline.eval_batches(), n, None, 1, random_state=0, autocast=runtime.autocast)
-    train_on_divisions(20, runs, optimizers, [prob, prob[::-1].copy()], 0.5,
-                       lambda peer, pred, p: pipeline.train_batches(pred, p), runtime, 'bench', 50, args.batch_size,
-                       10, 10, 0.5, 4.0, 25.0, True, pipeline.randperm)
-    dm.ensemble_accuracy(runs, pipeline.test_batches(), autocast=runtime.autocast)
-    sync(runtime)
+    dm.co_divide(runs, source, cfg, autocast=runtime.autocast)
+    divisions = [dm.Division(net=k, prob=p, pred=p > cfg.p_threshold, losses=None, input_loss=None, gmm=None)
+                 for k, p in enumerate((prob, prob[::-1].copy()))]
+    dm.co_train(runs, optimizers, source, divisions, cfg, epoch=20, autocast=runtime.autocast)
+    dm.ensemble_accuracy(runs, source.test_batches(), autocast=runtime.autocast)
+    runtime.sync()
     times.append(time.time() - t0)
     return times
 
@@ -101,12 +99,12 @@ def bench(name, cfg, data, args):
     # about half of the samples labeled: clean probabilities uniform on [0, 1]
     prob_of = lambda m: np.random.RandomState(1).rand(m)
     small = subset(data, min(args.prime_images, len(data.noise_label)))
-    run_epochs(runs, optimizers, make_pipeline(cfg, small, runtime, args), runtime, args,
-               len(small.noise_label), prob_of(len(small.noise_label)))  # untimed: autotune / compile
+    run_epochs(runs, optimizers, make_source(cfg, small, runtime, args), runtime, args,
+               prob_of(len(small.noise_label)))  # untimed: autotune / compile
     if runtime.device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(runtime.device)
     n = len(data.noise_label)
-    warm, train = run_epochs(runs, optimizers, make_pipeline(cfg, data, runtime, args), runtime, args, n, prob_of(n))
+    warm, train = run_epochs(runs, optimizers, make_source(cfg, data, runtime, args), runtime, args, prob_of(n))
     peak = torch.cuda.max_memory_allocated(runtime.device) / 2 ** 30 if runtime.device.type == 'cuda' else None
     return {'config': name, 'warmup_s': warm, 'train_s': train, 'warmup_img_s': n / warm, 'train_img_s': n / train,
             'peak_gib': peak, 'device': runtime.describe()}

@@ -17,7 +17,7 @@ import time
 
 import dataloader_cifar as dataloader
 import Train_cifar
-from train_utils import UsageError, run_main
+from cli import UsageError, run_main
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 

@@ -12,8 +12,8 @@ zero border of p = 4 pixels, and every view is made in batch on the device:
 This is the distribution of the reference's PIL transforms; only the random stream
 differs (one torch.Generator on the device, whose state checkpoints save).
 
-DevicePipeline mirrors the reference loader's modes with index tensors: nothing is
-rebuilt per epoch and no DataLoader runs in the hot loop.
+data_sources.DeviceSource builds the reference loader's modes on top of DeviceImages, with
+index tensors: nothing is rebuilt per epoch and no DataLoader runs in the hot loop.
 """
 import torch
 
@@ -104,88 +104,3 @@ def stream_seed(seed, stream=1):
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
-
-
-def _batches(order, batch_size):
-    """Split an index tensor into consecutive batches; the ragged last batch is kept."""
-    return [order[i:i + batch_size] for i in range(0, order.numel(), batch_size)]
-
-
-class DevicePipeline(object):
-    """The reference loader's modes, on device tensors.
-
-    train_images (N,H,W,C) uint8, noise_label (N,), test_images, test_label; mean, std;
-    batch_size: as the reference (warm-up 2x, labeled and unlabeled 1x);
-    eval_batch_size: eval_train/test batches (eval mode, so any size gives the same
-    numbers up to float summation order). seed: the run's seed; the pipeline's own generator
-    starts from stream_seed(seed), a stream unrelated to torch.manual_seed(seed)'s.
-    crop_flip: False trains on plain views (see DeviceImages).
-    """
-
-    def __init__(self, train_images, noise_label, test_images, test_label, mean, std, batch_size, device,
-                 seed=0, eval_batch_size=1024, channels_last=False, crop_flip=True):
-        self.device = torch.device(device)
-        self.train = DeviceImages(train_images, mean, std, self.device, channels_last=channels_last,
-                                  crop_flip=crop_flip)
-        self.test_images = DeviceImages(test_images, mean, std, self.device, channels_last=channels_last)
-        self.noise_label = torch.as_tensor(noise_label, dtype=torch.long).to(self.device)
-        self.test_label = torch.as_tensor(test_label, dtype=torch.long).to(self.device)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(stream_seed(seed))
-
-    @property
-    def num_samples(self):
-        return len(self.train)
-
-    def _perm(self, n):
-        return torch.randperm(n, device=self.device, generator=self.generator)
-
-    def randperm(self, n, device=None):
-        """MixUp partner permutation from the pipeline's generator (same signature as torch.randperm)."""
-        return self._perm(n)
-
-    def warmup_batches(self):
-        """(x, noisy_label, index), shuffled, batch 2 x batch_size."""
-        for idx in _batches(self._perm(self.num_samples), self.batch_size * 2):
-            yield self.train.augment(idx, self.generator), self.noise_label[idx], idx
-
-    def eval_batches(self):
-        """(x, noisy_label, index), in order, no augmentation."""
-        for idx in _batches(torch.arange(self.num_samples, device=self.device), self.eval_batch_size):
-            yield self.train.plain(idx), self.noise_label[idx], idx
-
-    def test_batches(self):
-        """(x, true_label), in order."""
-        for idx in _batches(torch.arange(len(self.test_images), device=self.device), self.eval_batch_size):
-            yield self.test_images.plain(idx), self.test_label[idx]
-
-    def train_batches(self, pred, prob):
-        """Co-divide as index tensors. pred (N,) bool (labeled = True), prob (N,) clean probability.
-        Returns (labeled batches, unlabeled stream or None, number labeled):
-          labeled: iterator of (x, x2, noisy_label, prob), shuffled, batch_size, ragged last kept;
-          unlabeled: endless iterator of (u, u2), shuffled batches of batch_size that restart
-                     with a fresh permutation when the set runs out (like the reference's
-                     loader restart); None when nothing is unlabeled."""
-        pred = torch.as_tensor(pred, dtype=torch.bool).to(self.device)
-        prob = torch.as_tensor(prob, dtype=torch.float32).to(self.device)
-        labeled_idx = pred.nonzero().view(-1)
-        unlabeled_idx = (~pred).nonzero().view(-1)
-        unlabeled = self._unlabeled_stream(unlabeled_idx) if unlabeled_idx.numel() else None
-        return self._labeled(labeled_idx, prob), unlabeled, int(labeled_idx.numel())
-
-    def _labeled(self, labeled_idx, prob):
-        if not labeled_idx.numel():
-            return
-        for batch in _batches(labeled_idx[self._perm(labeled_idx.numel())], self.batch_size):
-            x = self.train.augment(batch, self.generator)
-            x2 = self.train.augment(batch, self.generator)
-            yield x, x2, self.noise_label[batch], prob[batch]
-
-    def _unlabeled_stream(self, unlabeled_idx):
-        while True:
-            for batch in _batches(unlabeled_idx[self._perm(unlabeled_idx.numel())], self.batch_size):
-                u = self.train.augment(batch, self.generator)
-                u2 = self.train.augment(batch, self.generator)
-                yield u, u2

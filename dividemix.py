@@ -1,26 +1,44 @@
 """DivideMix (Li, Socher, Hoi, "DivideMix: Learning with Noisy Labels as Semi-supervised
-Learning", ICLR 2020): the algorithm, once.
+Learning", ICLR 2020): Algorithm 1, whole, in one file.
 
 Stand-alone: imports only torch, numpy and scikit-learn; no argparse, no globals, no
-printing, so it can be copied into other code as is. Everything takes the networks,
-optimizers and batches as arguments (batches are tensors already on the device, from
-any source: a DataLoader, or a device-resident pipeline).
+printing, so it can be copied into other code as is. Names follow the paper: T (sharpening
+temperature), alpha (MixUp's Beta parameter), lambda_u (weight of the unlabeled loss),
+p_threshold (clean-probability threshold), w_x (a labeled sample's clean probability).
 
-Names follow the paper: T (sharpening temperature), alpha (Beta parameter of MixUp),
-lambda_u (weight of the unlabeled loss), p_threshold (clean-probability threshold),
-w_x (clean probability of a labeled sample, used to refine its label).
+One run, two networks (this loop runs as written; README "Using the pieces"):
 
-One DivideMix epoch (after warm-up), for two networks net1, net2:
-    prob1 = eval_train(net1); prob2 = eval_train(net2)        # per-sample loss -> GMM
-    pred1 = prob1 > p_threshold; pred2 = prob2 > p_threshold  # both divisions first
-    train_epoch(net1, net2, labeled=pred2, unlabeled=~pred2)  # co-divide: each net
-    train_epoch(net2, net1, labeled=pred1, unlabeled=~pred1)  # trains on the other's split
-    test: argmax(net1(x) + net2(x))
+    cfg = Config(num_class=10, warm_up=10, lambda_u=25, p_threshold=0.5, batch_size=64)
+    nets, optimizers = (net1, net2), (opt1, opt2)
+    histories = new_histories()
+    for epoch in range(301):
+        set_lr(optimizers, learning_rate(epoch, 0.02, decay_epoch=150))
+        if epoch < cfg.warm_up:
+            warmup(nets, optimizers, source, cfg, epoch=epoch)       # cross-entropy on the noisy labels
+        else:
+            divisions = co_divide(nets, source, cfg, histories=histories)   # per-sample loss -> GMM, both nets
+            co_train(nets, optimizers, source, divisions, cfg, epoch=epoch)  # net1 on net2's division, then
+        acc = ensemble_accuracy(nets, source.test_batches())[0]             #   net2 on net1's; test: net1 + net2
+
+`source` is anything with the methods below (data_sources.py has the project's: a
+device-resident one for small images, and DataLoader-based ones); batches are tensors on
+the device:
+    warmup_batches(k)        -> iterable of (x, noisy_label, index): net k's warm-up pass
+    eval_batches(k)          -> iterable of (x, noisy_label, index): the samples net k divides,
+                                each once, index 0..n-1 (for CIFAR all of the training set)
+    train_batches(division)  -> (labeled, unlabeled, num_labeled) for a Division:
+                                labeled: iterable of (x, x2, noisy_label, w_x), one pass;
+                                unlabeled: endless iterator of (u, u2), or None when empty
+    test_batches(split)      -> iterable of (x, label)
+    randperm(n, device)      -> LongTensor, the MixUp partner permutation
 
 Everything marked "kept quirk" reproduces the reference on purpose: results depend on it.
 """
+import collections
 import contextlib
+import dataclasses
 import warnings
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,6 +46,25 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The algorithm's hyper-parameters (defaults: the reference's CIFAR ones)."""
+    num_class: int
+    warm_up: int                   # epochs 0..warm_up-1 are cross-entropy warm-up
+    batch_size: int = 64           # B: labeled batch (warm-up batches are 2B); also sets num_iter
+    T: float = 0.5                 # sharpening temperature
+    alpha: float = 4.0             # MixUp: l ~ Beta(alpha, alpha)
+    lambda_u: float = 25.0         # weight of the unlabeled loss, reached after the ramp-up
+    p_threshold: float = 0.5       # labeled = clean probability above this
+    mix_unlabeled: bool = True     # CIFAR: mix all 4B rows, loss Lx + lambda * Lu + penalty; False
+                                   # (Clothing1M, WebVision): mix the 2B labeled rows only, Lx + penalty
+    rampup_length: int = 16        # epochs over which lambda goes from 0 to lambda_u after warm-up
+    conf_penalty: bool = False     # warm-up: add the negative-entropy confidence penalty
+    loss_window: int = 1           # GMM input: mean of the last loss_window normalised loss vectors
+                                   # (kept quirk: the reference uses 5 only when r == 0.9)
+    gmm_seed: Optional[int] = None  # random_state of the GMM; None is the reference's unseeded GMM
 
 
 class DivergenceError(RuntimeError):
@@ -121,38 +158,65 @@ def mixmatch(all_inputs, all_targets, l, idx, num_mixed=None):
     return mixed_input, mixed_target
 
 
+def num_iterations(num_labeled, batch_size):
+    """The reference's num_iter = len(labeled) // batch_size + 1 (one more than the number of
+    full batches, even when the division is exact: kept quirk, it only scales the ramp-up)."""
+    return num_labeled // batch_size + 1
+
+
+def learning_rate(epoch, lr, decay_epoch):
+    """The step schedule of all three setups: lr until decay_epoch, lr / 10 from then on."""
+    return lr / 10 if epoch >= decay_epoch else lr
+
+
+def set_lr(optimizers, lr):
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group['lr'] = lr
+
+
 class _NonFiniteWatch(object):
     """Remembers the first iteration with a non-finite loss without a device sync per step;
     check() syncs (every `every` steps and at the end of a pass) and raises DivergenceError."""
 
-    def __init__(self, phase, epoch, device, every):
+    def __init__(self, phase, epoch, every):
         self.phase, self.epoch, self.every = phase, epoch, max(1, every)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_bad = None
 
     def update(self, loss, batch_idx):
+        if self.first_bad is None:
+            self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad < 0)
         self.first_bad = torch.where(bad, torch.full_like(self.first_bad, batch_idx), self.first_bad)
         if (batch_idx + 1) % self.every == 0:
             self.check()
 
     def check(self):
-        first = int(self.first_bad.item())
+        first = -1 if self.first_bad is None else int(self.first_bad.item())
         if first >= 0:
             raise DivergenceError(self.phase, self.epoch, first + 1)
 
 
+def _passes(progress):
+    """progress(what, total) -> context manager giving on_step(batch_idx, metrics), or None."""
+    return progress if progress is not None else (lambda what, total: contextlib.nullcontext())
+
+
+def _length(batches):
+    return len(batches) if hasattr(batches, '__len__') else None
+
+
 # ----------------------------------------------------------------------------------
-# Training passes
+# Warm-up: cross-entropy on the noisy labels
 # ----------------------------------------------------------------------------------
 
-def warmup_epoch(net, optimizer, batches, epoch=0, conf_penalty=False, autocast=contextlib.nullcontext,
-                 on_step=None, check_every=50):
-    """Warm-up: plain cross-entropy on the noisy labels (+ negative-entropy confidence
-    penalty when conf_penalty). batches: iterable of (inputs, labels, index).
-    on_step(batch_idx, metrics) with metrics a dict of 0-d tensors, for progress display.
-    Returns {'loss': mean CE, 'steps': n}."""
+def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocast=contextlib.nullcontext,
+                on_step=None, check_every=50):
+    """One pass of cross-entropy (+ negative-entropy confidence penalty when conf_penalty).
+    batches: iterable of (inputs, labels, index). on_step(batch_idx, metrics), metrics a
+    dict of 0-d tensors, is for progress display. Returns {'loss': mean CE, 'steps': n}."""
     net.train()
-    watch = None
+    watch = _NonFiniteWatch('warm-up', epoch, check_every)
     total, steps = None, 0
     for batch_idx, (inputs, labels, _) in enumerate(batches):
         optimizer.zero_grad()
@@ -162,117 +226,71 @@ def warmup_epoch(net, optimizer, batches, epoch=0, conf_penalty=False, autocast=
         L = loss + neg_entropy(outputs.float()) if conf_penalty else loss
         L.backward()
         optimizer.step()
-        if watch is None:
-            watch = _NonFiniteWatch('warm-up', epoch, L.device, check_every)
         watch.update(L, batch_idx)
         total = loss.detach() if total is None else total + loss.detach()
         steps += 1
         if on_step is not None:
             on_step(batch_idx, {'CE-loss': loss.detach()})
-    if watch is not None:
-        watch.check()
+    watch.check()
     return {'loss': float(total) / steps if steps else float('nan'), 'steps': steps}
 
 
-def train_epoch(net, net2, optimizer, labeled_batches, unlabeled_batches, epoch, warm_up, num_iter, num_class,
-                T=0.5, alpha=4.0, lambda_u=25.0, mix_unlabeled=True, rng=np.random, randperm=torch.randperm,
-                autocast=contextlib.nullcontext, on_step=None, check_every=50):
-    """One DivideMix training pass of `net`, with `net2` as the fixed peer.
-
-    labeled_batches:   iterable of (x, x2, labels, w_x): two augmented views (B, ...),
-                       noisy labels (B,) int64, clean probabilities (B,). The pass ends
-                       when it ends.
-    unlabeled_batches: iterator of (u, u2) that never runs out (it restarts like the
-                       reference's unlabeled loader), or None when the unlabeled set is
-                       empty: then only the labeled rows are mixed and Lu = 0.
-    num_iter:          len(labeled set) // batch_size + 1, used only by the ramp-up.
-    mix_unlabeled:     True (CIFAR): mix all 2B + 2U rows, loss = Lx + lambda * Lu + penalty.
-                       False (Clothing1M, WebVision): mix only the 2B labeled rows (partners
-                       from the whole batch), loss = Lx + penalty.
-    rng:               source of the Beta draw (numpy; the reference used np.random).
-    randperm:          randperm(n, device) -> LongTensor, the MixUp partner permutation.
-    Returns mean Lx, Lu and the last lambda over the pass.
-    """
-    net.train()
-    net2.eval()  # fix one network and train the other
-    watch = None
-    sums, steps, lamb = None, 0, 0.0
-    for batch_idx, (inputs_x, inputs_x2, labels_x, w_x) in enumerate(labeled_batches):
-        batch_size = inputs_x.size(0)
-        labels_x = torch.zeros(batch_size, num_class, device=inputs_x.device).scatter_(1, labels_x.view(-1, 1), 1)
-        w_x = w_x.view(-1, 1).float()
-        inputs_u, inputs_u2 = next(unlabeled_batches) if unlabeled_batches is not None else (None, None)
-
-        with autocast():
-            if inputs_u is not None:
-                targets_u = co_guess(net, net2, inputs_u, inputs_u2, T)
-            targets_x = co_refine(net, inputs_x, inputs_x2, labels_x, w_x, T)
-
-        l = sample_mix_lambda(alpha, rng)
-        if inputs_u is not None:
-            all_inputs = torch.cat([inputs_x, inputs_x2, inputs_u, inputs_u2], dim=0)
-            all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u], dim=0)
-        else:
-            all_inputs = torch.cat([inputs_x, inputs_x2], dim=0)
-            all_targets = torch.cat([targets_x, targets_x], dim=0)
-        idx = randperm(all_inputs.size(0), device=all_inputs.device)
-        mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx,
-                                             None if mix_unlabeled else batch_size * 2)
-        with autocast():
-            logits = net(mixed_input)  # ONE forward over the whole mixed batch (shared BN statistics)
-        logits = logits.float()
-        logits_x = logits[:batch_size * 2]
-        lamb = linear_rampup(epoch + batch_idx / num_iter, warm_up, lambda_u)
-        if mix_unlabeled and inputs_u is not None:
-            Lx, Lu = semi_loss(logits_x, mixed_target[:batch_size * 2], logits[batch_size * 2:],
-                               mixed_target[batch_size * 2:])
-            loss_u = lamb * Lu
-        else:
-            Lx = soft_cross_entropy(logits_x, mixed_target[:batch_size * 2])
-            Lu = torch.zeros((), device=logits.device)
-            loss_u = 0.0
-        penalty = uniform_prior_penalty(logits, num_class)
-        loss = Lx + loss_u + penalty
-
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-        if watch is None:
-            watch = _NonFiniteWatch('training', epoch, loss.device, check_every)
-        watch.update(loss, batch_idx)
-        pair = torch.stack([Lx.detach(), Lu.detach()])
-        sums = pair if sums is None else sums + pair
-        steps += 1
-        if on_step is not None:
-            on_step(batch_idx, {'Labeled loss': Lx.detach(), 'Unlabeled loss': Lu.detach()})
-    if watch is not None:
-        watch.check()
-    if steps == 0:
-        return {'Lx': float('nan'), 'Lu': float('nan'), 'lambda_u': 0.0, 'steps': 0}
-    sums = (sums / steps).tolist()
-    return {'Lx': sums[0], 'Lu': sums[1], 'lambda_u': lamb, 'steps': steps}
+def warmup(nets, optimizers, source, cfg, *, epoch, autocast=contextlib.nullcontext, progress=None,
+           check_every=50):
+    """Warm up net1, then net2, each on its own pass of source.warmup_batches(k).
+    Returns {'loss1': .., 'loss2': ..} (mean cross-entropy of each pass)."""
+    record = {}
+    for k in range(2):
+        batches = source.warmup_batches(k)
+        with _passes(progress)('warm-up net%d' % (k + 1), _length(batches)) as on_step:
+            out = warmup_pass(nets[k], optimizers[k], batches, epoch=epoch, conf_penalty=cfg.conf_penalty,
+                              autocast=autocast, on_step=on_step, check_every=check_every)
+        record['loss%d' % (k + 1)] = out['loss']
+    return record
 
 
 # ----------------------------------------------------------------------------------
 # Co-divide: per-sample losses -> two-component GMM -> clean probability
 # ----------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class Division:
+    """The division net `net` made (the other net trains on it): for each of the n samples it
+    divided, prob (n,) float64 clean probability, pred (n,) bool = prob > p_threshold
+    (labeled); losses (n,) the normalised losses, input_loss (n, 1) what the GMM saw, gmm."""
+    net: int
+    prob: np.ndarray
+    pred: np.ndarray
+    losses: torch.Tensor
+    input_loss: np.ndarray
+    gmm: GaussianMixture
+
+    @property
+    def num_labeled(self):
+        return int(self.pred.sum())
+
+    @property
+    def num_unlabeled(self):
+        return int(self.pred.size - self.pred.sum())
+
+
 @torch.no_grad()
-def per_sample_losses(net, batches, num_samples, autocast=contextlib.nullcontext):
-    """Cross-entropy of every training sample against its noisy label, in eval mode,
-    placed at the sample's index. batches: iterable of (inputs, labels, index).
-    Returns a float32 CPU tensor (num_samples,)."""
+def per_sample_losses(net, batches, autocast=contextlib.nullcontext):
+    """Cross-entropy of every sample against its noisy label, in eval mode, placed at the
+    sample's index. batches: iterable of (inputs, targets, index) that covers indices 0..n-1
+    once each. Returns a float32 CPU tensor (n,)."""
     net.eval()
-    losses = None
+    indices, losses = [], []
     for inputs, targets, index in batches:
         with autocast():
             outputs = net(inputs)
-        loss = F.cross_entropy(outputs.float(), targets, reduction='none')
-        if losses is None:
-            losses = torch.zeros(num_samples, device=loss.device)
-        losses[index.to(loss.device)] = loss  # one vectorised scatter per batch
-    return losses.cpu() if losses is not None else torch.zeros(num_samples)
+        losses.append(F.cross_entropy(outputs.float(), targets, reduction='none'))
+        indices.append(index.to(losses[-1].device))
+    if not losses:
+        return torch.zeros(0)
+    out = torch.zeros(sum(l.numel() for l in losses), device=losses[0].device)
+    out[torch.cat(indices)] = torch.cat(losses)  # one vectorised scatter
+    return out.cpu()
 
 
 def normalize_losses(losses):
@@ -303,28 +321,36 @@ def fit_gmm(input_loss, reg_covar=5e-4, random_state=None):
     return prob, gmm
 
 
-def eval_train(net, batches, num_samples, history=None, window=1, reg_covar=5e-4, random_state=None,
-               autocast=contextlib.nullcontext):
-    """Per-sample losses -> min-max normalise -> (history average) -> GMM.
+def new_histories(window=5):
+    """The two nets' loss histories; only the last few vectors are ever used."""
+    return [collections.deque(maxlen=window), collections.deque(maxlen=window)]
 
-    history: a list or deque the normalised loss vector is appended to (the caller keeps
-    it across epochs); the GMM input is the mean of its last `window` vectors (the
-    reference uses window 5 when r == 0.9, else 1). Returns a dict with
-    prob (N,) float64 clean probabilities, losses (normalised, float32 tensor),
-    input_loss (N, 1) what the GMM saw, gmm the fitted model.
-    """
-    losses = normalize_losses(per_sample_losses(net, batches, num_samples, autocast))
+
+def eval_train(net, batches, cfg, *, history=None, net_index=0, autocast=contextlib.nullcontext):
+    """Per-sample losses -> min-max normalise -> (history average) -> GMM -> a Division.
+    history: a list or deque the normalised loss vector is appended to (the caller keeps it
+    across epochs); the GMM input is the mean of its last cfg.loss_window vectors."""
+    losses = normalize_losses(per_sample_losses(net, batches, autocast))
     if history is None:
         history = []
     history.append(losses)
-    if window > 1:
-        input_loss = torch.stack(list(history)[-window:]).mean(0)
+    if cfg.loss_window > 1:
+        input_loss = torch.stack(list(history)[-cfg.loss_window:]).mean(0)
     else:
         input_loss = losses
     # the float32 mean, then float64 for the GMM: what the reference's tensor became inside sklearn
     input_loss = input_loss.reshape(-1, 1).numpy().astype(np.float64)
-    prob, gmm = fit_gmm(input_loss, reg_covar=reg_covar, random_state=random_state)
-    return {'prob': prob, 'losses': losses, 'input_loss': input_loss, 'gmm': gmm}
+    prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
+    return Division(net=net_index, prob=prob, pred=prob > cfg.p_threshold, losses=losses, input_loss=input_loss,
+                    gmm=gmm)
+
+
+def co_divide(nets, source, cfg, *, histories=None, autocast=contextlib.nullcontext):
+    """Both nets divide (net k the samples of source.eval_batches(k)) before either trains.
+    histories: the two nets' loss histories (new_histories()), or None to keep none.
+    Returns [division by net1, division by net2]."""
+    return [eval_train(nets[k], source.eval_batches(k), cfg, history=None if histories is None else histories[k],
+                       net_index=k, autocast=autocast) for k in range(2)]
 
 
 def division_stats(prob, pred, clean):
@@ -341,7 +367,109 @@ def division_stats(prob, pred, clean):
 
 
 # ----------------------------------------------------------------------------------
-# Evaluation and schedule
+# Co-training: MixMatch with co-refinement and co-guessing
+# ----------------------------------------------------------------------------------
+
+def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *, epoch, num_iter, rng=np.random,
+               randperm=torch.randperm, autocast=contextlib.nullcontext, on_step=None, check_every=50):
+    """One DivideMix training pass of `net`, with `net2` as the fixed peer.
+
+    labeled_batches:   iterable of (x, x2, labels, w_x): two augmented views (B, ...),
+                       noisy labels (B,) int64, clean probabilities (B,). The pass ends
+                       when it ends.
+    unlabeled_batches: iterator of (u, u2) that never runs out (it restarts like the
+                       reference's unlabeled loader), or None when the unlabeled set is
+                       empty: then only the labeled rows are mixed and Lu = 0.
+    num_iter:          num_iterations(len(labeled set), B), used only by the ramp-up.
+    rng:               source of the Beta draw (numpy; the reference used np.random).
+    randperm:          randperm(n, device) -> LongTensor, the MixUp partner permutation.
+    on_step(batch_idx, metrics): metrics are 0-d tensors (the total loss, Lx and Lu).
+    Returns mean Lx, Lu and the last lambda over the pass.
+    """
+    net.train()
+    net2.eval()  # fix one network and train the other
+    watch = _NonFiniteWatch('training', epoch, check_every)
+    sums, steps, lamb = None, 0, 0.0
+    for batch_idx, (inputs_x, inputs_x2, labels_x, w_x) in enumerate(labeled_batches):
+        batch_size = inputs_x.size(0)  # B; the last batch may be smaller
+        labels_x = torch.zeros(batch_size, cfg.num_class, device=inputs_x.device).scatter_(1, labels_x.view(-1, 1), 1)
+        w_x = w_x.view(-1, 1).float()
+        inputs_u, inputs_u2 = next(unlabeled_batches) if unlabeled_batches is not None else (None, None)
+
+        with autocast():
+            if inputs_u is not None:
+                targets_u = co_guess(net, net2, inputs_u, inputs_u2, cfg.T)          # (U, C)
+            targets_x = co_refine(net, inputs_x, inputs_x2, labels_x, w_x, cfg.T)  # (B, C)
+
+        l = sample_mix_lambda(cfg.alpha, rng)
+        if inputs_u is not None:
+            all_inputs = torch.cat([inputs_x, inputs_x2, inputs_u, inputs_u2], dim=0)    # (2B + 2U, ...)
+            all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u], dim=0)
+        else:
+            all_inputs = torch.cat([inputs_x, inputs_x2], dim=0)
+            all_targets = torch.cat([targets_x, targets_x], dim=0)
+        idx = randperm(all_inputs.size(0), device=all_inputs.device)
+        mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx,
+                                             None if cfg.mix_unlabeled else batch_size * 2)
+        with autocast():
+            logits = net(mixed_input)  # ONE forward over the whole mixed batch (shared BN statistics)
+        logits = logits.float()
+        logits_x = logits[:batch_size * 2]
+        lamb = linear_rampup(epoch + batch_idx / num_iter, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
+        if cfg.mix_unlabeled and inputs_u is not None:
+            Lx, Lu = semi_loss(logits_x, mixed_target[:batch_size * 2], logits[batch_size * 2:],
+                               mixed_target[batch_size * 2:])
+            loss_u = lamb * Lu
+        else:
+            Lx = soft_cross_entropy(logits_x, mixed_target[:batch_size * 2])
+            Lu = torch.zeros((), device=logits.device)
+            loss_u = 0.0
+        penalty = uniform_prior_penalty(logits, cfg.num_class)
+        loss = Lx + loss_u + penalty
+
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+        watch.update(loss, batch_idx)
+        pair = torch.stack([Lx.detach(), Lu.detach()])
+        sums = pair if sums is None else sums + pair
+        steps += 1
+        if on_step is not None:
+            on_step(batch_idx, {'loss': loss.detach(), 'Labeled loss': Lx.detach(), 'Unlabeled loss': Lu.detach()})
+    watch.check()
+    if steps == 0:
+        return {'Lx': float('nan'), 'Lu': float('nan'), 'lambda_u': 0.0, 'steps': 0}
+    sums = (sums / steps).tolist()
+    return {'Lx': sums[0], 'Lu': sums[1], 'lambda_u': lamb, 'steps': steps}
+
+
+def co_train(nets, optimizers, source, divisions, cfg, *, epoch, rng=np.random, autocast=contextlib.nullcontext,
+             progress=None, check_every=50):
+    """net1 trains on the division made by net2, then net2 on the division made by net1.
+
+    A division that labels no sample leaves the net that would train on it untrained this
+    epoch ('skipped<k>' in the record; the reference crashed); one that labels every sample
+    trains on the labeled rows alone (Lu = 0; train_pass with no unlabeled stream).
+    Returns {'Lx1', 'Lu1', 'lambda_u', 'Lx2', 'Lu2'} (or 'skipped<k>': True)."""
+    record = {}
+    for k in range(2):
+        peer = 1 - k
+        labeled, unlabeled, num_labeled = source.train_batches(divisions[peer])
+        if num_labeled == 0:
+            record['skipped%d' % (k + 1)] = True
+            continue
+        num_iter = num_iterations(num_labeled, cfg.batch_size)
+        with _passes(progress)('train net%d' % (k + 1), num_iter) as on_step:
+            out = train_pass(nets[k], nets[peer], optimizers[k], labeled, unlabeled, cfg, epoch=epoch,
+                             num_iter=num_iter, rng=rng, randperm=source.randperm, autocast=autocast,
+                             on_step=on_step, check_every=check_every)
+        record.update({'Lx%d' % (k + 1): out['Lx'], 'Lu%d' % (k + 1): out['Lu'], 'lambda_u': out['lambda_u']})
+    return record
+
+
+# ----------------------------------------------------------------------------------
+# Test
 # ----------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -365,20 +493,3 @@ def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext)
     if not total:
         return [float('nan')] * len(topk)
     return [100.0 * c / total for c in correct.tolist()]
-
-
-def learning_rate(epoch, lr, decay_epoch):
-    """The step schedule of all three setups: lr until decay_epoch, lr / 10 from then on."""
-    return lr / 10 if epoch >= decay_epoch else lr
-
-
-def set_lr(optimizer, lr):
-    for group in optimizer.param_groups:
-        group['lr'] = lr
-
-
-def num_iterations(num_labeled, batch_size):
-    """The reference's num_iter = len(labeled) // batch_size + 1 (one more than the number of
-    full batches, even when the division is exact: kept quirk, it only scales the ramp-up)."""
-    return num_labeled // batch_size + 1
-

@@ -151,7 +151,7 @@ def test_per_sample_losses_land_at_their_indices():
     y = torch.randint(0, 3, (20,))
     order = torch.randperm(20)
     batches = [(x[order[i:i + 7]], y[order[i:i + 7]], order[i:i + 7]) for i in range(0, 20, 7)]
-    losses = dm.per_sample_losses(net, batches, 20)
+    losses = dm.per_sample_losses(net, batches)
     expected = F.cross_entropy(net(x), y, reduction='none').detach()
     assert torch.allclose(losses, expected, atol=1e-6)
 
@@ -163,12 +163,13 @@ def test_eval_train_normalises_and_averages_history():
     history = deque(maxlen=5)
     old = torch.rand(30)
     history.append(old)
-    out = dm.eval_train(net, batches, 30, history, window=5, random_state=0)
-    assert out['losses'].min() == 0 and out['losses'].max() == 1
-    assert out['input_loss'].dtype == np.float64  # the float32 history mean, widened for the GMM
-    assert np.allclose(out['input_loss'].reshape(-1), ((old + out['losses']) / 2).numpy())
-    single = dm.eval_train(net, batches, 30, deque([old], maxlen=5), window=1, random_state=0)
-    assert np.allclose(single['input_loss'].reshape(-1), single['losses'].numpy())
+    out = dm.eval_train(net, batches, dm.Config(num_class=2, warm_up=1, loss_window=5, gmm_seed=0), history=history)
+    assert out.losses.min() == 0 and out.losses.max() == 1
+    assert out.input_loss.dtype == np.float64  # the float32 history mean, widened for the GMM
+    assert np.allclose(out.input_loss.reshape(-1), ((old + out.losses) / 2).numpy())
+    assert len(history) == 2 and torch.equal(history[-1], out.losses)
+    single = dm.eval_train(net, batches, dm.Config(num_class=2, warm_up=1, gmm_seed=0), history=deque([old], maxlen=5))
+    assert np.allclose(single.input_loss.reshape(-1), single.losses.numpy())
     assert dm.normalize_losses(torch.full((5,), 2.0)).eq(0).all()  # constant losses: no division by zero
 
 
@@ -194,6 +195,9 @@ def test_ensemble_accuracy_topk():
 def test_schedule():
     assert dm.learning_rate(149, 0.02, 150) == 0.02 and dm.learning_rate(150, 0.02, 150) == pytest.approx(0.002)
     assert dm.num_iterations(128, 64) == 3 and dm.num_iterations(100, 64) == 2
+    opts = [torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.02) for _ in range(2)]
+    dm.set_lr(opts, dm.learning_rate(150, 0.02, 150))
+    assert all(g['lr'] == pytest.approx(0.002) for o in opts for g in o.param_groups)
 
 
 def small_net(C=3):
@@ -221,8 +225,9 @@ def test_train_epoch_runs_and_updates(mix_unlabeled):
     net, peer = small_net(), small_net()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     before = [p.detach().clone() for p in net.parameters()]
-    out = dm.train_epoch(net, peer, opt, batches_of(3, 3, 1), endless(3, 2), epoch=12, warm_up=10, num_iter=4,
-                         num_class=3, mix_unlabeled=mix_unlabeled, rng=np.random.RandomState(0))
+    cfg = dm.Config(num_class=3, warm_up=10, mix_unlabeled=mix_unlabeled)
+    out = dm.train_pass(net, peer, opt, batches_of(3, 3, 1), endless(3, 2), cfg, epoch=12, num_iter=4,
+                        rng=np.random.RandomState(0))
     assert out['steps'] == 3 and math.isfinite(out['Lx'])
     assert out['lambda_u'] == pytest.approx(25 * (12 + 2 / 4 - 10) / 16)
     if not mix_unlabeled:
@@ -235,7 +240,8 @@ def test_train_epoch_runs_and_updates(mix_unlabeled):
 def test_train_epoch_without_unlabeled_set():
     net, peer = small_net(), small_net()
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    out = dm.train_epoch(net, peer, opt, batches_of(2, 3, 1), None, epoch=12, warm_up=10, num_iter=3, num_class=3)
+    out = dm.train_pass(net, peer, opt, batches_of(2, 3, 1), None, dm.Config(num_class=3, warm_up=10), epoch=12,
+                        num_iter=3)
     assert out['steps'] == 2 and out['Lu'] == 0 and math.isfinite(out['Lx'])
 
 
@@ -246,22 +252,30 @@ def test_divergence_names_epoch_and_iteration():
     x, x2, y, w = good[3]
     good[3] = (x * float('nan'), x2, y, w)
     with pytest.raises(dm.DivergenceError, match='epoch 12, iteration 4'):
-        dm.train_epoch(net, peer, opt, good, endless(3, 2), epoch=12, warm_up=10, num_iter=6, num_class=3)
+        dm.train_pass(net, peer, opt, good, endless(3, 2), dm.Config(num_class=3, warm_up=10), epoch=12, num_iter=6)
     wnet = small_net()
     wopt = torch.optim.SGD(wnet.parameters(), lr=0.01)
     batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4,)), torch.arange(4)) for _ in range(3)]
     batches[1] = (batches[1][0] * float('inf'), batches[1][1], batches[1][2])
     with pytest.raises(dm.DivergenceError, match='warm-up at epoch 2, iteration 2'):
-        dm.warmup_epoch(wnet, wopt, batches, epoch=2)
+        dm.warmup_pass(wnet, wopt, batches, epoch=2)
 
 
-def test_warmup_penalty_changes_the_objective():
+@pytest.mark.parametrize('penalty', [False, True])
+def test_warmup_step_descends_cross_entropy_plus_negative_entropy(penalty):
+    """One warm-up step is SGD on CE (+ mean_i sum_c p log p with the confidence penalty), computed
+    here by hand; the logged loss is the cross-entropy alone."""
     torch.manual_seed(0)
-    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,)), torch.arange(8))]
-    results = []
-    for penalty in (False, True):
-        net = small_net()
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        dm.warmup_epoch(net, opt, batches, conf_penalty=penalty)
-        results.append([p.detach().clone() for p in net.parameters()])
-    assert any(not torch.equal(a, b) for a, b in zip(*results))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    net = nn.Linear(5, 3)
+    ref = nn.Linear(5, 3)
+    ref.load_state_dict(net.state_dict())
+    out = dm.warmup_pass(net, torch.optim.SGD(net.parameters(), lr=0.5), [(x, y, torch.arange(8))],
+                         conf_penalty=penalty)
+    logits = ref(x)
+    p = torch.softmax(logits, 1)
+    ce = F.cross_entropy(logits, y)
+    (ce + ((p * p.log()).sum(1).mean() if penalty else 0)).backward()
+    for got, w in zip(net.parameters(), ref.parameters()):
+        assert torch.allclose(got, w - 0.5 * w.grad, atol=1e-6)
+    assert out == {'loss': pytest.approx(ce.item()), 'steps': 1}

@@ -1,4 +1,5 @@
-"""device_data: the batch augmentation is the reference's transform, drawn uniformly."""
+"""device_data + data_sources.DeviceSource: the batch augmentation is the reference's transform, drawn
+uniformly, and the source's modes are the reference loader's."""
 import numpy as np
 import pytest
 import torch
@@ -8,7 +9,8 @@ from PIL import Image
 
 import dataloader_cifar as dl
 import dividemix as dm
-from device_data import DeviceImages, DevicePipeline
+from data_sources import DeviceSource
+from device_data import DeviceImages
 from PreResNet import ResNet18
 
 MEAN, STD = dl.DATASETS['cifar10']['mean'], dl.DATASETS['cifar10']['std']
@@ -92,8 +94,14 @@ def test_channels_last_views():
 def make_pipeline(n=50, batch_size=8, seed=0, crop_flip=True):
     imgs = images(n)
     labels = np.arange(n) % 10
-    return DevicePipeline(imgs, labels, imgs[:10], labels[:10], MEAN, STD, batch_size, 'cpu', seed=seed,
-                          eval_batch_size=16, crop_flip=crop_flip)
+    return DeviceSource(imgs, labels, imgs[:10], labels[:10], MEAN, STD, batch_size, 'cpu', seed=seed,
+                        eval_batch_size=16, crop_flip=crop_flip)
+
+
+def division(pred, prob):
+    """A division made by net1 (the source only reads pred and prob)."""
+    return dm.Division(net=0, prob=np.asarray(prob, np.float64), pred=np.asarray(pred, bool), losses=None,
+                       input_loss=None, gmm=None)
 
 
 def test_no_augmentation_gives_plain_views_and_draws_nothing():
@@ -102,7 +110,7 @@ def test_no_augmentation_gives_plain_views_and_draws_nothing():
     p = make_pipeline(crop_flip=False)
     pred = torch.zeros(50, dtype=torch.bool)
     pred[:21] = True
-    labeled, unlabeled, _ = p.train_batches(pred, torch.linspace(0, 1, 50))
+    labeled, unlabeled, _ = p.train_batches(division(pred, torch.linspace(0, 1, 50)))
     before = p.generator.get_state()
     idx = torch.tensor([3, 0, 7])
     assert torch.equal(p.train.augment(idx, p.generator), p.train.plain(idx))
@@ -112,14 +120,14 @@ def test_no_augmentation_gives_plain_views_and_draws_nothing():
     x, x2, _, _ = next(labeled)
     u, u2 = next(unlabeled)
     assert torch.equal(x, x2) and torch.equal(u, u2)  # two views of a sample are the same image
-    assert not torch.equal(next(make_pipeline().train_batches(pred, torch.ones(50))[0])[0],
-                           next(make_pipeline().train_batches(pred, torch.ones(50))[0])[1])
+    assert not torch.equal(next(make_pipeline().train_batches(division(pred, torch.ones(50)))[0])[0],
+                           next(make_pipeline().train_batches(division(pred, torch.ones(50)))[0])[1])
 
 
 def test_pipeline_modes():
     p = make_pipeline()
     warm = list(p.warmup_batches())
-    assert [b[0].shape[0] for b in warm] == [16, 16, 16, 2]
+    assert [b[0].shape[0] for b in warm] == [16, 16, 16, 2] and len(p.warmup_batches()) == 4
     assert sorted(torch.cat([b[2] for b in warm]).tolist()) == list(range(50))
     assert all(torch.equal(b[1], p.noise_label[b[2]]) for b in warm)
     ev = list(p.eval_batches())
@@ -129,12 +137,13 @@ def test_pipeline_modes():
     pred = torch.zeros(50, dtype=torch.bool)
     pred[:21] = True
     prob = torch.linspace(0, 1, 50)
-    labeled, unlabeled, n = p.train_batches(pred, prob)
+    labeled, unlabeled, n = p.train_batches(division(pred, prob))
     assert n == 21
     lab = list(labeled)
     assert [b[0].shape[0] for b in lab] == [8, 8, 5]  # ragged last batch kept
     x, x2, y, w = lab[0]
     assert not torch.equal(x, x2) and (w <= prob[20]).all()
+    assert sorted(torch.cat([b[3] for b in lab]).tolist()) == pytest.approx(prob[:21].tolist())
     # the unlabeled stream: batches of 8 over the 29 samples (8, 8, 8, 5), then a fresh permutation
     first = [next(unlabeled) for _ in range(5)]
     assert [u.shape[0] for u, _ in first] == [8, 8, 8, 5, 8]
@@ -142,7 +151,7 @@ def test_pipeline_modes():
 
 @pytest.mark.parametrize('seed', [0, 123])
 def test_pipeline_draws_do_not_replay_the_weight_init(seed):
-    """The scripts call torch.manual_seed(seed), build the nets, then DevicePipeline(seed=seed).
+    """The scripts call torch.manual_seed(seed), build the nets, then DeviceSource(seed=seed).
     A CPU generator seeded with the same number would replay the init's numbers: every flip
     would equal (init weight draw < 0.5) and the crops would be functions of the weights.
     The pipeline's flips must agree with the init draws only by chance (about half)."""
@@ -154,9 +163,9 @@ def test_pipeline_draws_do_not_replay_the_weight_init(seed):
     agree = ((init[2 * n:] < 0.5) == flip).float().mean().item()
     assert 0.45 < agree < 0.55, agree  # 1.0 when the pipeline's stream is the global one
     # still a function of the seed alone: the same seed gives the same views
-    a = next(make_pipeline(seed=seed).warmup_batches())[0]
-    assert torch.equal(a, next(make_pipeline(seed=seed).warmup_batches())[0])
-    assert not torch.equal(a, next(make_pipeline(seed=seed + 1).warmup_batches())[0])
+    a = next(iter(make_pipeline(seed=seed).warmup_batches()))[0]
+    assert torch.equal(a, next(iter(make_pipeline(seed=seed).warmup_batches()))[0])
+    assert not torch.equal(a, next(iter(make_pipeline(seed=seed + 1).warmup_batches()))[0])
 
 
 def test_unlabeled_stream_visits_each_sample_once_per_cycle():
@@ -170,7 +179,7 @@ def test_unlabeled_stream_visits_each_sample_once_per_cycle():
         seen.append(idx.clone())
         return orig(idx, g)
     p.train.augment = spy
-    _, unlabeled, _ = p.train_batches(pred, torch.ones(30))
+    _, unlabeled, _ = p.train_batches(division(pred, torch.ones(30)))
     for _ in range(3):  # 23 unlabeled: batches 8, 8, 7
         next(unlabeled)
     cycle = torch.cat(seen[::2])  # each batch is augmented twice (u, u2)
@@ -179,10 +188,21 @@ def test_unlabeled_stream_visits_each_sample_once_per_cycle():
 
 def test_empty_sets():
     p = make_pipeline(n=20)
-    labeled, unlabeled, n = p.train_batches(torch.ones(20, dtype=torch.bool), torch.ones(20))
+    labeled, unlabeled, n = p.train_batches(division(np.ones(20, bool), np.ones(20)))
     assert unlabeled is None and n == 20
-    labeled, unlabeled, n = p.train_batches(torch.zeros(20, dtype=torch.bool), torch.zeros(20))
+    labeled, unlabeled, n = p.train_batches(division(np.zeros(20, bool), np.zeros(20)))
     assert n == 0 and list(labeled) == []
+
+
+def test_source_state_restores_the_stream():
+    """What a checkpoint keeps of the source: its generator. Restored, the next views repeat."""
+    p = make_pipeline()
+    next(iter(p.warmup_batches()))
+    state = p.state_dict()
+    a = next(iter(p.warmup_batches()))[0]
+    q = make_pipeline(seed=99)
+    q.load_state_dict(state)
+    assert torch.equal(next(iter(q.warmup_batches()))[0], a)
 
 
 def test_one_training_pass_same_losses_both_paths():
@@ -214,8 +234,8 @@ def test_one_training_pass_same_losses_both_paths():
                    for li, d1, d2, _, _, _ in plan]
         unlabeled = iter([(views(ui, d3, device_path), views(ui, d4, device_path)) for _, _, _, ui, d3, d4 in plan])
         perms = iter([torch.tensor([3, 7, 1, 0, 15, 2, 9, 4, 12, 5, 6, 8, 10, 11, 13, 14])] * 2)
-        out = dm.train_epoch(net, peer, opt, labeled, unlabeled, epoch=15, warm_up=10, num_iter=3, num_class=10,
-                             rng=np.random.RandomState(7), randperm=lambda n, device=None: next(perms))
+        out = dm.train_pass(net, peer, opt, labeled, unlabeled, dm.Config(num_class=10, warm_up=10), epoch=15,
+                            num_iter=3, rng=np.random.RandomState(7), randperm=lambda n, device=None: next(perms))
         results.append((out, [p.detach().clone() for p in net.parameters()]))
     (a, wa), (b, wb) = results
     assert a == b

@@ -1,20 +1,21 @@
-"""train_utils.Runtime: the GPU-oriented switches exercised on CPU tensors."""
+"""runtime.Runtime: the GPU-oriented switches exercised on CPU tensors."""
 import json
 import os
 
 import pytest
 import torch
 
-import train_utils
+import cli
+import runtime
 import Train_cifar
 from PreResNet import ResNet18
 
 
 def test_precision_contexts():
-    rt = train_utils.Runtime('cpu', precision='fp32')
+    rt = runtime.Runtime('cpu', precision='fp32')
     with rt.autocast():
         assert not torch.is_autocast_enabled('cpu')
-    rt = train_utils.Runtime('cpu', precision='bf16')
+    rt = runtime.Runtime('cpu', precision='bf16')
     net = ResNet18(10, width=4)
     with rt.autocast():
         out = net(torch.randn(2, 3, 32, 32))
@@ -22,7 +23,7 @@ def test_precision_contexts():
 
 
 def test_channels_last_models_and_inputs():
-    rt = train_utils.Runtime('cpu', channels_last=True)
+    rt = runtime.Runtime('cpu', channels_last=True)
     net = rt.model(ResNet18(10, width=4))
     assert net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert rt.inputs(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
@@ -31,8 +32,8 @@ def test_channels_last_models_and_inputs():
 def test_cuda_request_without_cuda_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip('a CUDA device is present')
-    with pytest.raises(train_utils.UsageError, match='no CUDA device is available'):
-        train_utils.Runtime('cuda')
+    with pytest.raises(cli.UsageError, match='no CUDA device is available'):
+        runtime.Runtime('cuda')
 
 
 def test_compiled_net_dispatches_by_batch_size(monkeypatch):
@@ -46,7 +47,7 @@ def test_compiled_net_dispatches_by_batch_size(monkeypatch):
         return compiled
     monkeypatch.setattr(torch, 'compile', fake_compile)
     net = ResNet18(10, width=4)
-    rt = train_utils.Runtime('cpu', compile=True, compile_mode='reduce-overhead')
+    rt = runtime.Runtime('cpu', compile=True, compile_mode='reduce-overhead')
     run = rt.runner(net, batch_sizes=(4, 8))
     run(torch.randn(4, 3, 32, 32))
     run(torch.randn(3, 3, 32, 32))
@@ -85,10 +86,10 @@ def test_compiled_outputs_overwritten_by_the_next_call_change_nothing(tmp_path, 
     argv = ['--data_path', cifar10_dir, '--num_epochs', '3', '--warm_up', '1', '--width', '8',
             '--batch_size', '8', '--eval_batch_size', '40', '--num_workers', '0']
     stem = 'cifar10_0.5_sym'
-    train_utils.run_main(Train_cifar.main, argv + ['--checkpoint_dir', str(tmp_path / 'eager')])
+    cli.run_main(Train_cifar.main, argv + ['--checkpoint_dir', str(tmp_path / 'eager')])
     pool = GraphPool()
     monkeypatch.setattr(torch, 'compile', pool.compile)
-    train_utils.run_main(Train_cifar.main, argv + ['--checkpoint_dir', str(tmp_path / 'graphs'), '--compile',
+    cli.run_main(Train_cifar.main, argv + ['--checkpoint_dir', str(tmp_path / 'graphs'), '--compile',
                                                    '--compile_mode', 'reduce-overhead'])
     capsys.readouterr()
     # every shape the algorithm uses went through the "graphs": warm-up (2B), co-guess/co-refine (B),
@@ -107,7 +108,7 @@ def test_compiled_outputs_overwritten_by_the_next_call_change_nothing(tmp_path, 
 
 def test_bf16_channels_last_run_end_to_end(tmp_path, cifar10_dir, capsys):
     ck = str(tmp_path / 'ck')
-    train_utils.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1',
+    cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1',
                                             '--width', '4', '--batch_size', '16', '--precision', 'bf16',
                                             '--channels_last', '--checkpoint_dir', ck])
     recs = [json.loads(l) for l in open(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))]
@@ -120,7 +121,7 @@ def test_bf16_channels_last_run_end_to_end(tmp_path, cifar10_dir, capsys):
 def test_real_torch_compile_on_cpu(tmp_path, cifar10_dir):
     """torch.compile (inductor) end to end on the CPU: minutes, so not in the default run."""
     ck = str(tmp_path / 'ck')
-    train_utils.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1',
+    cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1',
                                             '--width', '8', '--batch_size', '16', '--compile',
                                             '--checkpoint_dir', ck])
     assert len(open(os.path.join(ck, 'cifar10_0.5_sym_acc.txt')).read().splitlines()) == 2
@@ -144,6 +145,6 @@ def test_channels_last_gradients_match_nchw_at_the_smallest_allowed_width():
         grads.append((xx.grad, ww.grad))
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
-    with pytest.raises(train_utils.UsageError, match='--width 4 with --channels_last'):
-        train_utils.Runtime('cpu', channels_last=True).check_conv_width(4)
-    train_utils.Runtime('cpu', precision='bf16', channels_last=True).check_conv_width(4)  # another kernel: allowed
+    with pytest.raises(cli.UsageError, match='--width 4 with --channels_last'):
+        runtime.Runtime('cpu', channels_last=True).check_conv_width(4)
+    runtime.Runtime('cpu', precision='bf16', channels_last=True).check_conv_width(4)  # another kernel: allowed

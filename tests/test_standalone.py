@@ -39,7 +39,7 @@ lab = [(torch.randn(5, 4), torch.randn(5, 4), torch.randint(0, 3, (5,)), torch.r
 def unl():
     while True:
         yield torch.randn(5, 4), torch.randn(5, 4)
-out = dm.train_epoch(net, peer, opt, lab, unl(), epoch=11, warm_up=10, num_iter=2, num_class=3)
+out = dm.train_pass(net, peer, opt, lab, unl(), dm.Config(num_class=3, warm_up=10), epoch=11, num_iter=2)
 assert out['steps'] == 1
 prob, gmm = dm.fit_gmm(np.r_[np.zeros(50), np.ones(50)].reshape(-1, 1), random_state=0)
 assert ((prob > 0.5) == np.r_[np.ones(50, bool), np.zeros(50, bool)]).all()
@@ -47,11 +47,11 @@ print('ok')
 ''',
     'device_data.py': '''
 import numpy as np, torch
-from device_data import DevicePipeline
+from device_data import DeviceImages, stream_seed
 imgs = np.random.RandomState(0).randint(0, 256, (20, 32, 32, 3)).astype(np.uint8)
-p = DevicePipeline(imgs, np.arange(20) % 10, imgs[:4], np.arange(4), (0.5,) * 3, (0.25,) * 3, 4, 'cpu')
-x, y, idx = next(p.warmup_batches())
-assert x.shape == (8, 3, 32, 32)
+d = DeviceImages(imgs, (0.5,) * 3, (0.25,) * 3, 'cpu')
+g = torch.Generator().manual_seed(stream_seed(0))
+assert d.augment(torch.arange(8), g).shape == (8, 3, 32, 32)
 print('ok')
 ''',
     'dataloader_cifar.py': '''

@@ -10,7 +10,7 @@ import draw_framework
 import paper_runs
 import plots
 import results
-import train_utils
+import cli
 import Train_cifar
 from conftest import FASHION_DIR, make_fashion
 
@@ -106,7 +106,7 @@ def tiny_run(tmp_path_factory):
     data = str(base / 'fm')
     make_fashion(data, n_train=120, n_test=40)
     ck = str(base / 'ck')
-    train_utils.run_main(Train_cifar.main, ['--dataset', 'fashionmnist', '--data_path', data, '--num_epochs', '2',
+    cli.run_main(Train_cifar.main, ['--dataset', 'fashionmnist', '--data_path', data, '--num_epochs', '2',
                                             '--warm_up', '1', '--width', '4', '--batch_size', '16',
                                             '--checkpoint_dir', ck, '--dump_losses', '1,2'])
     return os.path.join(ck, 'fashionmnist_0.5_sym')
@@ -160,7 +160,7 @@ def test_demo_finds_idx_files_in_a_named_folder(tmp_path):
     folder = str(tmp_path / 'fm')
     make_fashion(folder, n_train=10, n_test=5)
     assert demo.find_fashionmnist(folder) == folder
-    with pytest.raises(train_utils.UsageError, match='no Fashion-MNIST IDX files in .*empty'):
+    with pytest.raises(cli.UsageError, match='no Fashion-MNIST IDX files in .*empty'):
         os.makedirs(str(tmp_path / 'empty'))
         demo.find_fashionmnist(str(tmp_path / 'empty'))
 
@@ -168,7 +168,7 @@ def test_demo_finds_idx_files_in_a_named_folder(tmp_path):
 def test_demo_clear_error_when_nothing_found(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, 'DEBIAN_DIR', str(tmp_path / 'no_debian'))
     with pytest.raises(SystemExit) as e:
-        train_utils.run_main(demo.main, ['--out', str(tmp_path / 'out')])
+        cli.run_main(demo.main, ['--out', str(tmp_path / 'out')])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert 'Fashion-MNIST not found' in err and 'apt-get install dataset-fashion-mnist' in err and '--data_path' in err
@@ -215,7 +215,7 @@ def test_benchmark_without_cuda_exits_2(tmp_path, capsys):
         pytest.skip('a CUDA device is present')
     out = str(tmp_path / 'bench')
     with pytest.raises(SystemExit) as e:
-        train_utils.run_main(benchmark.main, ['--num_images', '96', '--num_test', '32', '--device', 'cuda',
+        cli.run_main(benchmark.main, ['--num_images', '96', '--num_test', '32', '--device', 'cuda',
                                               '--out', out])
     assert e.value.code == 2
     assert '--device cuda but no CUDA device is available' in capsys.readouterr().err

@@ -13,7 +13,8 @@ import torch
 
 import Train_cifar
 import dividemix
-import train_utils
+import checkpoints
+import cli
 from conftest import ROOT, make_cifar10
 
 ACC_LINE = re.compile(r'^Epoch:\d+   Accuracy:\d+\.\d\d$')
@@ -24,7 +25,7 @@ FAST = ['--width', '4', '--batch_size', '16', '--num_workers', '0', '--log_every
 def run(argv, capsys=None):
     """Train_cifar in-process through run_main; returns (exit status, stderr)."""
     try:
-        train_utils.run_main(Train_cifar.main, argv)
+        cli.run_main(Train_cifar.main, argv)
         code = 0
     except SystemExit as e:
         code = e.code
@@ -133,13 +134,12 @@ def test_empty_labeled_and_unlabeled_sets(tmp_path, cifar10_dir, capsys, pipelin
     # On a tiny run a GMM posterior can round to exactly 1 or 0 for well-separated samples, so
     # the extreme thresholds alone do not force an empty side: keep the posteriors inside
     # [0.01, 0.99] (a division the GMM can give) and let the thresholds do the rest.
-    real_eval_train = Train_cifar.dm.eval_train
+    real_fit_gmm = dividemix.fit_gmm
 
-    def eval_train(*a, **k):
-        out = real_eval_train(*a, **k)
-        out['prob'] = out['prob'].clip(0.01, 0.99)
-        return out
-    monkeypatch.setattr(Train_cifar.dm, 'eval_train', eval_train)
+    def fit_gmm(*a, **k):
+        prob, gmm = real_fit_gmm(*a, **k)
+        return prob.clip(0.01, 0.99), gmm
+    monkeypatch.setattr(dividemix, 'fit_gmm', fit_gmm)
     # p_threshold just under 1: no sample is 'clean' -> both nets skip training, with a warning
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--p_threshold', '0.999999',
                      '--checkpoint_dir', ck, '--pipeline', pipeline] + FAST, capsys)
@@ -184,7 +184,7 @@ def resume_data(tmp_path_factory):
 @pytest.fixture(scope='module')
 def uninterrupted(resume_data, tmp_path_factory):
     ck = str(tmp_path_factory.mktemp('full'))
-    train_utils.run_main(Train_cifar.main, ['--data_path', resume_data, '--checkpoint_dir', ck] + RESUME_ARGS + FAST)
+    cli.run_main(Train_cifar.main, ['--data_path', resume_data, '--checkpoint_dir', ck] + RESUME_ARGS + FAST)
     return final_state(ck, 'cifar10_0.9_sym')
 
 
@@ -226,9 +226,9 @@ def test_resume_after_sigkill_mid_epoch_is_exact(tmp_path, resume_data, uninterr
 
 def test_atomic_save_survives_kill(tmp_path):
     path = str(tmp_path / 'ck.pth.tar')
-    train_utils.atomic_save({'version': 0, 'w': torch.zeros(10)}, path)
+    checkpoints.atomic_save({'version': 0, 'w': torch.zeros(10)}, path)
     script = ('import sys, torch; sys.path.insert(0, %r)\n'
-              'from train_utils import atomic_save\n'
+              'from checkpoints import atomic_save\n'
               'big = torch.randn(8_000_000)\n'
               'i = 1\n'
               'while True:\n'
@@ -269,7 +269,7 @@ def earlier_run(tmp_path_factory):
     data = str(base / 'c10')
     make_cifar10(data)
     ck = str(base / 'checkpoint')
-    train_utils.run_main(Train_cifar.main, ['--data_path', data, '--num_epochs', '1', '--warm_up', '1',
+    cli.run_main(Train_cifar.main, ['--data_path', data, '--num_epochs', '1', '--warm_up', '1',
                                             '--checkpoint_dir', ck] + FAST)
     return data, ck
 
@@ -297,7 +297,7 @@ BAD_FLAGS = [
     (['--p_threshold', '0'], '--p_threshold 0 is outside (0, 1)'),
     (['--batch_size', '0'], '--batch_size 0 is outside [1, inf)'),
     (['--noise_mode', 'noisy100'], '--noise_mode noisy100 is a cifar100 label set: pass --dataset cifar100'),
-    # torch's CPU convolution hangs or gets gradients wrong there (train_utils.Runtime.check_conv_width)
+    # torch's CPU convolution hangs or gets gradients wrong there (runtime.Runtime.check_conv_width)
     (['--device', 'cpu', '--channels_last'], '--width 4 with --channels_last on the CPU: torch\'s CPU convolution '
      'hangs or computes wrong gradients'),
     (['--device', 'cpu', '--compile'], 'use --width 8 or more, or leave out --compile'),

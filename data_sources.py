@@ -1,0 +1,236 @@
+"""Where DivideMix's batches come from: one interface, every pipeline behind it.
+
+    DeviceSource    small images (CIFAR, Fashion-MNIST) as uint8 on the device, every view made
+                    in batch there (device_data.DeviceImages); the default CIFAR pipeline
+    LoaderSource    a reference loader's run(mode, pred, prob) API (PIL transforms + DataLoader):
+                    CIFAR's --pipeline reference, and WebVision
+    ClothingSource  Clothing1M's loader: each warm-up and each division draws a fresh
+                    class-balanced sample; the division of net k keeps its image paths here
+
+The interface is DataSource's (the methods dividemix.py calls, plus the random state that
+checkpoints keep). Batches are tensors on the device, in the runtime's layout.
+"""
+import abc
+
+import torch
+
+from device_data import DeviceImages, stream_seed
+
+
+class Batches(object):
+    """One pass of batches that knows its length (for progress bars)."""
+
+    def __init__(self, iterable, length):
+        self.iterable, self.length = iterable, length
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def __len__(self):
+        return self.length
+
+
+class DataSource(abc.ABC):
+    """What DivideMix reads; k is the network (0 or 1) a pass or a division is for."""
+
+    @abc.abstractmethod
+    def warmup_batches(self, k):
+        """(x, noisy_label, index) batches of 2B, shuffled, with the train augmentation: net k's warm-up pass."""
+
+    @abc.abstractmethod
+    def eval_batches(self, k):
+        """(x, noisy_label, index) batches without augmentation over the samples net k divides, each once,
+        index 0..n-1 in the order train_batches(division) refers to."""
+
+    @abc.abstractmethod
+    def train_batches(self, division):
+        """(labeled, unlabeled, num_labeled) for a dividemix.Division: labeled (x, x2, noisy_label, w_x)
+        batches of B, shuffled, one pass; unlabeled an endless iterator of (u, u2) batches of B that
+        restarts with a fresh shuffle when the set runs out, or None when nothing is unlabeled."""
+
+    @abc.abstractmethod
+    def test_batches(self, split='test'):
+        """(x, label) batches of a clean split ('test'; Clothing1M also 'val', WebVision 'imagenet')."""
+
+    def randperm(self, n, device=None):
+        """The MixUp partner permutation: the reference's, from torch's global CPU generator."""
+        return torch.randperm(n).to(device)
+
+    def state_dict(self):
+        """The source's own random state (beyond the global streams every checkpoint keeps)."""
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+# ----------------------------------------------------------------------------------
+# On the device
+# ----------------------------------------------------------------------------------
+
+def _chunks(order, batch_size):
+    """Split an index tensor into consecutive batches; the ragged last batch is kept."""
+    return [order[i:i + batch_size] for i in range(0, order.numel(), batch_size)]
+
+
+def _num_chunks(n, batch_size):
+    return (n + batch_size - 1) // batch_size
+
+
+class DeviceSource(DataSource):
+    """The reference loader's modes on device tensors: index tensors instead of datasets,
+    nothing rebuilt per epoch, no DataLoader in the hot loop.
+
+    train_images (N,H,W,C) uint8, noise_label (N,), test_images, test_label; mean, std;
+    batch_size B (warm-up 2B, labeled and unlabeled B); eval_batch_size: eval_train/test
+    batches (eval mode, so any size gives the same numbers up to float summation order).
+    seed: the run's seed; the source's generator starts from stream_seed(seed), a stream
+    unrelated to torch.manual_seed(seed)'s. crop_flip: False trains on plain views.
+    """
+
+    def __init__(self, train_images, noise_label, test_images, test_label, mean, std, batch_size, device, *,
+                 seed=0, eval_batch_size=1024, channels_last=False, crop_flip=True):
+        self.device = torch.device(device)
+        self.train = DeviceImages(train_images, mean, std, self.device, channels_last=channels_last,
+                                  crop_flip=crop_flip)
+        self.test_images = DeviceImages(test_images, mean, std, self.device, channels_last=channels_last)
+        self.noise_label = torch.as_tensor(noise_label, dtype=torch.long).to(self.device)
+        self.test_label = torch.as_tensor(test_label, dtype=torch.long).to(self.device)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(stream_seed(seed))
+
+    @property
+    def num_samples(self):
+        return len(self.train)
+
+    def _perm(self, n):
+        return torch.randperm(n, device=self.device, generator=self.generator)
+
+    def randperm(self, n, device=None):
+        """MixUp partner permutation from the source's generator (same signature as torch.randperm)."""
+        return self._perm(n)
+
+    def state_dict(self):
+        return {'generator': self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state['generator'])
+
+    def warmup_batches(self, k=0):
+        def batches():
+            for idx in _chunks(self._perm(self.num_samples), self.batch_size * 2):
+                yield self.train.augment(idx, self.generator), self.noise_label[idx], idx
+        return Batches(batches(), _num_chunks(self.num_samples, self.batch_size * 2))
+
+    def eval_batches(self, k=0):
+        def batches():
+            for idx in _chunks(torch.arange(self.num_samples, device=self.device), self.eval_batch_size):
+                yield self.train.plain(idx), self.noise_label[idx], idx
+        return Batches(batches(), _num_chunks(self.num_samples, self.eval_batch_size))
+
+    def test_batches(self, split='test'):
+        if split != 'test':
+            raise ValueError('DeviceSource has a test split only, not %r' % split)
+
+        def batches():
+            for idx in _chunks(torch.arange(len(self.test_images), device=self.device), self.eval_batch_size):
+                yield self.test_images.plain(idx), self.test_label[idx]
+        return Batches(batches(), _num_chunks(len(self.test_images), self.eval_batch_size))
+
+    def train_batches(self, division):
+        pred = torch.as_tensor(division.pred, dtype=torch.bool).to(self.device)
+        prob = torch.as_tensor(division.prob, dtype=torch.float32).to(self.device)
+        labeled_idx = pred.nonzero().view(-1)
+        unlabeled_idx = (~pred).nonzero().view(-1)
+        unlabeled = self._unlabeled_stream(unlabeled_idx) if unlabeled_idx.numel() else None
+        return self._labeled(labeled_idx, prob), unlabeled, int(labeled_idx.numel())
+
+    def _labeled(self, labeled_idx, prob):
+        if not labeled_idx.numel():
+            return
+        for batch in _chunks(labeled_idx[self._perm(labeled_idx.numel())], self.batch_size):
+            x = self.train.augment(batch, self.generator)
+            x2 = self.train.augment(batch, self.generator)
+            yield x, x2, self.noise_label[batch], prob[batch]
+
+    def _unlabeled_stream(self, unlabeled_idx):
+        while True:  # the reference's loader restart: a fresh shuffle each time the set runs out
+            for batch in _chunks(unlabeled_idx[self._perm(unlabeled_idx.numel())], self.batch_size):
+                u = self.train.augment(batch, self.generator)
+                u2 = self.train.augment(batch, self.generator)
+                yield u, u2
+
+
+# ----------------------------------------------------------------------------------
+# Through the reference's DataLoaders
+# ----------------------------------------------------------------------------------
+
+def on_device(loader, runtime):
+    """Batches of a DataLoader moved to the device (float tensors in the runtime's layout)."""
+    for batch in loader:
+        yield tuple(runtime.inputs(t) if isinstance(t, torch.Tensor) else t for t in batch)
+
+
+def cycle(loader, runtime):
+    """The reference's unlabeled stream: iterate the loader, start it again when it runs out."""
+    while True:
+        yield from on_device(loader, runtime)
+
+
+def _train_streams(labeled, unlabeled, runtime):
+    return (on_device(labeled, runtime), cycle(unlabeled, runtime) if len(unlabeled.dataset) else None,
+            len(labeled.dataset))
+
+
+class LoaderSource(DataSource):
+    """A loader with the reference's run(mode, pred, prob) API: modes 'warmup', 'eval_train',
+    'train' and the clean splits (CIFAR 'test'; WebVision 'test', 'imagenet')."""
+
+    def __init__(self, loader, runtime):
+        self.loader = loader
+        self.runtime = runtime
+
+    def _batches(self, mode):
+        loader = self.loader.run(mode)
+        return Batches(on_device(loader, self.runtime), len(loader))
+
+    def warmup_batches(self, k=0):
+        return self._batches('warmup')
+
+    def eval_batches(self, k=0):
+        return self._batches('eval_train')
+
+    def test_batches(self, split='test'):
+        return self._batches(split)
+
+    def train_batches(self, division):
+        return _train_streams(*self.loader.run('train', division.pred, division.prob), self.runtime)
+
+
+class ClothingSource(LoaderSource):
+    """Clothing1M's loader: warmup_batches(k) and eval_batches(k) each draw a fresh class-balanced
+    sample (from Python's `random`, as the reference); the paths of the sample net k divided stay
+    here until train_batches trains the other net on that division."""
+
+    def __init__(self, loader, runtime):
+        super().__init__(loader, runtime)
+        self.paths = [None, None]
+
+    def eval_batches(self, k=0):
+        loader = self.loader.run('eval_train')
+        self.paths[k] = list(loader.dataset.train_imgs)  # not shuffled: batch order = path order
+
+        def batches():
+            n = 0
+            for x, y, _ in loader:  # items carry their path; the index is the position in the sample
+                yield self.runtime.inputs(x), y.to(self.runtime.device), torch.arange(n, n + len(y))
+                n += len(y)
+        return Batches(batches(), len(loader))
+
+    def train_batches(self, division):
+        paths = self.paths[division.net]
+        if paths is None or len(paths) != len(division.pred):
+            raise ValueError('this division was not made on the sample eval_batches(%d) drew last' % division.net)
+        return _train_streams(*self.loader.run('train', division.pred, division.prob, paths=paths), self.runtime)

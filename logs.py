@@ -1,0 +1,138 @@
+"""What a run writes as it goes: the reference's text logs byte for byte, JSON lines (and,
+with --tensorboard, the same numbers as TensorBoard scalars), and a progress bar per pass."""
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+
+from cli import UsageError
+
+
+class RunLog(object):
+    """The run's text logs and JSON lines.
+
+    files: name -> path. A fresh run truncates them; a resumed run first cuts each file
+    back to the size the checkpoint recorded (dropping what the interrupted epoch wrote,
+    so nothing is duplicated) and then appends. tensorboard: a folder for the scalars of
+    every JSON record that has an 'epoch' (and the summary's), or None.
+    """
+
+    def __init__(self, files, offsets=None, tensorboard=None, start_epoch=0):
+        self.paths = dict(files)
+        self.files = {}
+        for name, path in self.paths.items():
+            if offsets is None:
+                self.files[name] = open(path, 'w')
+            else:
+                size = int(offsets.get(name, 0))
+                if os.path.exists(path):
+                    if os.path.getsize(path) < size:
+                        raise UsageError('cannot resume: %s is shorter than when the checkpoint was saved; '
+                                         'restore it or start a new run with --overwrite' % path)
+                    with open(path, 'r+') as f:
+                        f.truncate(size)
+                elif size:
+                    raise UsageError('cannot resume: %s is missing; restore it or start a new run with '
+                                     '--overwrite' % path)
+                self.files[name] = open(path, 'a')
+        self.board = None
+        self.last_epoch = start_epoch - 1
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            # purge_step: a resumed run hides what an interrupted epoch had logged past its checkpoint
+            self.board = SummaryWriter(tensorboard, purge_step=start_epoch if offsets is not None else None)
+
+    def write(self, name, line):
+        self.files[name].write(line)
+        self.files[name].flush()
+
+    def json(self, name, record):
+        self.write(name, json.dumps(record, allow_nan=True) + '\n')
+        if self.board is not None:
+            self._scalars(record)
+
+    def _scalars(self, record):
+        if 'epoch' in record:
+            self.last_epoch = record['epoch']
+            prefix, values = '', record
+        elif 'summary' in record:
+            prefix, values = 'summary/', record['summary']
+        else:
+            return
+        for key, value in _flatten(values, prefix):
+            if key not in ('epoch', 'seconds') and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                self.board.add_scalar(key, value, global_step=self.last_epoch)
+        self.board.flush()
+
+    def offsets(self):
+        for f in self.files.values():
+            f.flush()
+        return {name: os.path.getsize(path) for name, path in self.paths.items()}
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _flatten(values, prefix):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, prefix + key + '/')
+        else:
+            yield prefix + key, value
+
+
+# ----------------------------------------------------------------------------------
+# Progress
+# ----------------------------------------------------------------------------------
+
+class Progress(object):
+    """A tqdm bar for one pass, quiet when stderr is not a terminal; then one summary line
+    per pass goes to stdout instead, so log files still show the run's progress.
+
+    step(batch_idx, metrics) is the algorithm's on_step hook; it reads the metric
+    tensors (a device sync) only every `every` steps."""
+
+    def __init__(self, total, desc, every=10):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc=desc, leave=False, disable=None, dynamic_ncols=True)
+        self.desc = desc
+        self.every = max(1, every)
+        self.done = 0
+        self.last = None
+        self.start = time.time()
+
+    def step(self, batch_idx, metrics):
+        self.last = (batch_idx, metrics)
+        if self.bar.disable:
+            return
+        if (batch_idx + 1) % self.every == 0:
+            self.bar.set_postfix({k: '%.4f' % float(v) for k, v in metrics.items()}, refresh=False)
+            self.bar.update(batch_idx + 1 - self.done)
+            self.done = batch_idx + 1
+
+    def close(self):
+        self.bar.close()
+        if self.bar.disable and self.last is not None:
+            batch_idx, metrics = self.last
+            print('%s: %d iterations, %s, %.1f s' % (self.desc, batch_idx + 1, ', '.join(
+                '%s %.4f' % (k, float(v)) for k, v in metrics.items()), time.time() - self.start))
+            sys.stdout.flush()
+
+
+def progress_bars(prefix, every=10):
+    """The algorithm's progress hook: progress(what, total) -> a context manager giving
+    on_step, with a bar titled '<prefix> <what>' (e.g. 'cifar10:0.5-sym | Epoch 3 train net1')."""
+    @contextlib.contextmanager
+    def progress(what, total):
+        p = Progress(total, '%s %s' % (prefix, what), every)
+        try:
+            yield p.step
+        finally:
+            p.close()
+    return progress

@@ -1,0 +1,253 @@
+"""The run skeleton the three training scripts share, around dividemix.py's Algorithm 1.
+
+    run = Run('Train_cifar', settings, runtime, stem=..., log_files=..., label_digest=..., ...)
+    run.build(make_net, cfg, source, weight_decay=5e-4)   # seed, two nets + SGD, resume
+    for epoch in run.epochs():
+        record, divisions = run.train_epoch(epoch)       # warm-up, or co-divide + co-train
+        ...evaluate, write the script's own log line...
+        run.end_epoch(record, accs=...)                  # JSON line + atomic checkpoint
+    run.finish(summary)
+
+A Run decides between a fresh start and a resume before anything in the output folder
+changes, owns the nets, optimizers, loss histories and logs, and writes after every epoch
+a checkpoint from which the run continues exactly.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.optim as optim
+
+import dividemix as dm
+from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, rng_state, seed_everything,
+                         set_rng_state)
+from cli import UsageError, print_settings
+from logs import RunLog, progress_bars
+
+# Settings that may change between a run and its resumption: they do not alter the numbers.
+RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
+               'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard')
+
+
+def compare_settings(saved, current, ignore=()):
+    """Names of run-defining settings whose values differ, as 'name: saved -> current'."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        if key in ignore:
+            continue
+        if saved.get(key) != current.get(key):
+            diffs.append('--%s: %r in the checkpoint, %r now' % (key, saved.get(key), current.get(key)))
+    return diffs
+
+
+def summarize(accs):
+    """best, last and mean of the last 10 epochs' accuracy (%)."""
+    if not accs:
+        return {'best': float('nan'), 'last': float('nan'), 'mean_last10': float('nan'), 'epochs': 0}
+    return {'best': max(accs), 'last': accs[-1], 'mean_last10': float(np.mean(accs[-10:])), 'epochs': len(accs)}
+
+
+class Run(object):
+    """One training run of two networks.
+
+    script: the script's name (recorded in the checkpoint; a checkpoint of another script is
+    refused). settings: cli.Settings. stem: output path without suffix. log_files: name ->
+    path of the text logs and the JSON lines ('json'). label_digest: what resume compares.
+    name: the progress bars' prefix. title, notes, info: printed at the start. extra_settings:
+    recorded in <stem>_settings.json next to the settings (fresh runs).
+    """
+
+    def __init__(self, script, settings, runtime, *, stem, log_files, label_digest, name, title, notes=(), info=(),
+                 extra_settings=None):
+        self.script, self.s, self.runtime, self.stem, self.name = script, settings, runtime, stem, name
+        self.label_digest = label_digest
+        self.ckpt_path = stem + '_checkpoint.pth.tar'
+        self.ckpt = self._checkpoint_to_resume()
+        start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
+        board = (os.path.join(settings.tensorboard, os.path.basename(stem))
+                 if settings.get('tensorboard') is not None else None)
+        self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
+                          tensorboard=board, start_epoch=start_epoch)
+        print_settings(title, settings.as_dict(), notes)
+        for line in info:
+            print('| ' + line)
+        if self.ckpt is None:
+            with open(stem + '_settings.json', 'w') as f:
+                json.dump(dict(settings.as_dict(), **dict(extra_settings or {}, torch=torch.__version__,
+                                                          device_name=runtime.describe())),
+                          f, indent=1, sort_keys=True)
+
+    # ------------------------------------------------------------------ resume or start afresh
+
+    def _checkpoint_to_resume(self):
+        """The checkpoint to continue from, or None for a fresh start; refuses (UsageError) to resume
+        across different settings or noisy labels, and to replace a run that has a checkpoint."""
+        s = self.s
+        if s.resume is None:
+            if os.path.exists(self.ckpt_path) and not s.overwrite:
+                raise UsageError('%s already holds a checkpoint of this run: pass --resume to continue it, or '
+                                 '--overwrite to start over (its logs will be replaced), or choose another --id / '
+                                 '--checkpoint_dir' % self.ckpt_path)
+            return None
+        path = self.ckpt_path if s.resume == 'auto' else s.resume
+        ckpt = load_checkpoint(path)
+        if ckpt.get('script', self.script) != self.script:
+            raise UsageError('cannot resume from %s: it is a checkpoint of %s.py, not of %s.py'
+                             % (path, ckpt['script'], self.script))
+        if ckpt.get('format', 1) == 1 and self.script != 'Train_cifar':
+            raise UsageError('cannot resume from %s: it was written by an earlier version of %s.py, which made each '
+                             'division at the end of the epoch before it and saved it with the checkpoint; this '
+                             'version makes it at the start of the epoch, so the run cannot continue exactly. Finish '
+                             'it with the version that started it, or start a new run' % (path, self.script))
+        free = RESUME_FREE + (('warm_up',) if s.get('method') == 'ce' else ())  # no warm-up in a CE-only run
+        diffs = compare_settings(ckpt['settings'], s.as_dict(), ignore=free)
+        if diffs:
+            raise UsageError('cannot resume from %s: the settings differ (%s). Resume with the checkpoint\'s '
+                             'settings, or start a new run' % (path, '; '.join(diffs)))
+        if ckpt.get('label_digest') != self.label_digest:
+            raise UsageError('cannot resume from %s: the noisy labels differ from the ones it was trained on '
+                             '(another noise file or data folder?). Use the same --data_path/--noise_file, or '
+                             'start a new run' % path)
+        self.resumed_from = path
+        return ckpt
+
+    @property
+    def fresh(self):
+        return self.ckpt is None
+
+    @property
+    def state(self):
+        """The script's own state saved with the last checkpoint ({} on a fresh start)."""
+        return self.ckpt or {}
+
+    # ------------------------------------------------------------------ nets, optimizers, algorithm
+
+    def build(self, make_net, cfg, source, *, weight_decay, batch_sizes=(), clean=None, stats_line=None):
+        """Seed every stream, build the two nets (make_net() twice) and their SGD optimizers
+        (momentum 0.9), and load the checkpoint's state when resuming.
+
+        cfg: dividemix.Config. source: a data_sources.DataSource. batch_sizes: the batch sizes
+        to compile for (--compile). clean: the truly clean mask, when known (division AUC,
+        precision, recall). stats_line(stats) -> the line for the stats log of each division a
+        net trains on, or None."""
+        s = self.s
+        seed_everything(s.seed)
+        print('| Building net')
+        self.nets = [self.runtime.model(make_net()) for _ in range(2)]
+        self.optimizers = [optim.SGD(net.parameters(), lr=s.lr, momentum=0.9, weight_decay=weight_decay)
+                           for net in self.nets]
+        self.runs = [self.runtime.runner(net, batch_sizes) for net in self.nets]  # what forwards go through
+        self.cfg, self.source, self.clean, self.stats_line = cfg, source, clean, stats_line
+        self.histories = dm.new_histories()
+        self.start_epoch = 0
+        if self.ckpt is not None:
+            ckpt = self.ckpt
+            for k in range(2):
+                self.nets[k].load_state_dict(ckpt['net%d' % (k + 1)])
+                self.optimizers[k].load_state_dict(ckpt['optimizer%d' % (k + 1)])
+                self.histories[k].extend(ckpt['history'][k])
+            set_rng_state(ckpt['rng'])
+            if ckpt.get('format', 1) == 1:  # format 1 kept the device pipeline's generator with the global streams
+                pipeline = ckpt['rng'].get('generators', {}).get('pipeline')
+                source.load_state_dict({} if pipeline is None else {'generator': pipeline})
+            else:
+                source.load_state_dict(ckpt['source'])
+            self.start_epoch = ckpt['epoch'] + 1
+            print('| resumed from %s after epoch %d' % (self.resumed_from, ckpt['epoch']))
+        return self
+
+    def epochs(self):
+        return range(self.start_epoch, self.s.num_epochs + 1)
+
+    def is_warmup(self, epoch):
+        return epoch < self.s.warm_up or self.s.get('method') == 'ce'  # --method ce: every epoch a warm-up
+
+    # ------------------------------------------------------------------ one epoch of Algorithm 1
+
+    def train_epoch(self, epoch, monitor=False):
+        """Set the epoch's learning rate, then warm up both nets, or co-divide and co-train.
+        monitor: in a warm-up epoch, also divide afterwards (statistics only; every random
+        stream is left as it was, so training is unchanged). Returns (JSON record so far,
+        the epoch's divisions or None)."""
+        s, cfg, nets = self.s, self.cfg, self.runs
+        self._t0 = time.time()
+        lr = dm.learning_rate(epoch, s.lr, s.lr_decay_epoch)
+        dm.set_lr(self.optimizers, lr)
+        record = {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if self.is_warmup(epoch) else 'train'}
+        common = dict(autocast=self.runtime.autocast, check_every=s.log_every * 5,
+                      progress=progress_bars('%s | Epoch %d' % (self.name, epoch), s.log_every))
+        divisions = None
+        if self.is_warmup(epoch):
+            record.update(dm.warmup(nets, self.optimizers, self.source, cfg, epoch=epoch, **common))
+            if monitor:
+                with forked_rng(self.source):
+                    divisions = dm.co_divide(nets, self.source, cfg, autocast=self.runtime.autocast)
+            stats = self._division_stats(divisions)
+        else:
+            divisions = dm.co_divide(nets, self.source, cfg, histories=self.histories,
+                                     autocast=self.runtime.autocast)
+            stats = self._division_stats(divisions)
+            for k in range(2):  # net k trains on the division made by its peer
+                peer = 1 - k
+                if self.stats_line is not None:
+                    self.log.write('stats', self.stats_line(stats[peer]))
+                self._warn_if_empty(epoch, divisions[peer], k)
+            record.update(dm.co_train(nets, self.optimizers, self.source, divisions, cfg, epoch=epoch, **common))
+        for k, st in enumerate(stats):
+            record.update({key + str(k + 1): value for key, value in st.items()})
+        return record, divisions
+
+    def _division_stats(self, divisions):
+        if divisions is None:
+            return []
+        if self.clean is None:
+            return [{'labeled': d.num_labeled} for d in divisions]
+        return [dm.division_stats(d.prob, d.pred, self.clean) for d in divisions]
+
+    @staticmethod
+    def _warn_if_empty(epoch, division, k):
+        if division.num_labeled == 0:
+            print('warning: epoch %d: the division by net%d labels no sample as clean; net%d is not trained this '
+                  'epoch' % (epoch, division.net + 1, k + 1), file=sys.stderr)
+        elif division.num_unlabeled == 0:
+            print('warning: epoch %d: the division by net%d labels every sample as clean; net%d trains on labeled '
+                  'samples only (Lu = 0)' % (epoch, division.net + 1, k + 1), file=sys.stderr)
+
+    def test(self, split='test', nets=(0, 1), topk=(1,)):
+        """Top-k accuracy (%) of the ensemble of `nets` on a clean split of the source."""
+        return dm.ensemble_accuracy([self.runs[k] for k in nets], self.source.test_batches(split), topk=topk,
+                                    autocast=self.runtime.autocast)
+
+    # ------------------------------------------------------------------ after each epoch, at the end
+
+    def end_epoch(self, record, **state):
+        """Write the epoch's JSON line, then an atomic checkpoint holding `state` (the script's own:
+        accuracies so far, best weights' accuracy, ...) and everything else the run needs."""
+        epoch = record['epoch']
+        record['seconds'] = round(time.time() - self._t0, 3)
+        self.log.json('json', record)
+        sys.stdout.flush()
+        ckpt = {'format': FORMAT, 'script': self.script, 'epoch': epoch, 'settings': self.s.as_dict(),
+                'label_digest': self.label_digest, 'rng': rng_state(), 'source': self.source.state_dict(),
+                'log_offsets': self.log.offsets(), 'history': [list(h) for h in self.histories]}
+        for k in range(2):
+            ckpt['net%d' % (k + 1)] = self.nets[k].state_dict()
+            ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
+        ckpt.update(state)
+        atomic_save(ckpt, self.ckpt_path)
+
+    def save_nets(self, paths=None):
+        """Save both nets' state dicts (default <stem>_net1.pth.tar, <stem>_net2.pth.tar)."""
+        paths = paths or ['%s_net%d.pth.tar' % (self.stem, k + 1) for k in range(2)]
+        for net, path in zip(self.nets, paths):
+            atomic_save(net.state_dict(), path)
+
+    def finish(self, summary, summary_file=None):
+        """The last JSON line {'summary': summary}, then <stem>_summary.json (summary_file, or summary)."""
+        self.log.json('json', {'summary': summary})
+        self.log.close()
+        with open(self.stem + '_summary.json', 'w') as f:
+            json.dump(summary if summary_file is None else summary_file, f, indent=1)
