@@ -156,7 +156,7 @@ def check_common_args(args):
 def check_tensorboard():
     """--tensorboard needs the optional tensorboard package; say so before anything runs."""
     try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401 (imports tensorboard)
+        import torch.utils.tensorboard  # noqa: F401 (it imports tensorboard)
     except ImportError as e:
         raise UsageError('--tensorboard needs the tensorboard package, which is not installed (%s): '
                          'pip install tensorboard, or leave out --tensorboard' % str(e).splitlines()[0][:120]) \

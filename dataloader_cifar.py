@@ -549,7 +549,6 @@ class cifar_dataset(Dataset):
 
     def __init__(self, dataset, r, noise_mode, root_dir, transform, mode, noise_file='', pred=[],
                  probability=[], log='', data=None, seed=None, cifarn_file=None):
-        self.r = r  # noise ratio
         self.transform = transform
         self.mode = mode
         if data is None:
@@ -576,7 +575,6 @@ class cifar_dataset(Dataset):
             pred_idx = (~pred).nonzero()[0]
         else:
             raise ValueError("mode must be one of 'all', 'labeled', 'unlabeled', 'test', not %r" % mode)
-        self.indices = pred_idx
         self.train_data = data.train_data[pred_idx]
         self.noise_label = data.noise_label[pred_idx].tolist()
 

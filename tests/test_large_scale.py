@@ -2,8 +2,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 import urllib.error
 
 import numpy as np
@@ -16,7 +14,7 @@ import dataloader_webvision as wv
 import Train_clothing1M
 import Train_webvision
 import cli
-from conftest import ROOT, make_clothing1m, make_webvision
+from conftest import make_clothing1m, make_webvision
 
 
 def run(main, argv, capsys, errors=()):
@@ -162,10 +160,23 @@ CLOTHING_FAST = ['--num_epochs', '1', '--batch_size', '2', '--num_batches', '2',
                  '--eval_batch_size', '4', '--log_every', '1']
 
 
-def test_clothing1m_end_to_end_and_resume(clothing_root, tmp_path, capsys):
-    ck, part = str(tmp_path / 'checkpoint'), str(tmp_path / 'part')
-    base = ['--data_path', clothing_root, '--random_init'] + CLOTHING_FAST
-    code, out = run(Train_clothing1M.main, base + ['--checkpoint_dir', ck], capsys)
+def tiny_net(num_classes):
+    """A stand-in for ResNet-50 / InceptionResNetV2 in the tests that are not about the model."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=8), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    monkeypatch.setattr(Train_clothing1M, 'create_model', lambda s, state=None: tiny_net(s.num_class))
+    monkeypatch.setattr(Train_webvision, 'InceptionResNetV2', tiny_net)
+
+
+def test_clothing1m_end_to_end(clothing_root, tmp_path, capsys):
+    """The real model (ResNet-50 at 224 px), once."""
+    ck = str(tmp_path / 'checkpoint')
+    code, out = run(Train_clothing1M.main, ['--data_path', clothing_root, '--random_init', '--checkpoint_dir', ck]
+                    + CLOTHING_FAST, capsys)
     assert code == 0, out.err
     with open(os.path.join(ck, 'clothing1m.txt')) as f:
         log = f.read().splitlines()
@@ -179,18 +190,70 @@ def test_clothing1m_end_to_end_and_resume(clothing_root, tmp_path, capsys):
     ckpt = torch.load(os.path.join(ck, 'clothing1m_checkpoint.pth.tar'), weights_only=True)
     assert ckpt['epoch'] == 1 and ckpt['format'] == 2 and ckpt['best_acc'][0] >= 0
     recs = [json.loads(l) for l in open(os.path.join(ck, 'clothing1m_log.jsonl'))]
-    assert recs[1]['phase'] == 'train' and 'labeled1' in recs[1] and 'test_acc' in recs[-1]['summary']
+    assert [r.get('phase') for r in recs] == ['warmup', 'train', None]
+    assert recs[1]['labeled1'] + recs[1]['labeled2'] > 0 and 'test_acc' in recs[-1]['summary']
     assert 'Clothing1M | Epoch 1 train net1' in out.out  # one line per pass when not on a terminal
 
-    # stopped after epoch 0 and resumed, the run ends as the uninterrupted one
+
+def test_clothing1m_resume_is_exact(clothing_root, tmp_path, capsys, tiny_models):
+    """Stopped after an epoch and resumed, the run ends as the uninterrupted one: the next division
+    is drawn at the start of the epoch, from the restored random streams."""
+    base = ['--data_path', clothing_root, '--random_init'] + CLOTHING_FAST
+    base[base.index('--num_epochs') + 1] = '2'
+    full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
+    assert run(Train_clothing1M.main, base + ['--checkpoint_dir', full], capsys)[0] == 0
     stop = list(base)
-    stop[stop.index('--num_epochs') + 1] = '0'
+    stop[stop.index('--num_epochs') + 1] = '1'
     assert run(Train_clothing1M.main, stop + ['--checkpoint_dir', part], capsys)[0] == 0
-    assert run(Train_clothing1M.main, base + ['--checkpoint_dir', part, '--resume'], capsys)[0] == 0
-    with open(os.path.join(part, 'clothing1m.txt')) as f:
-        assert f.read().splitlines() == log
-    resumed = torch.load(os.path.join(part, 'clothing1m_checkpoint.pth.tar'), weights_only=True)
-    assert all(torch.equal(ckpt['net%d' % k][n], resumed['net%d' % k][n]) for k in (1, 2) for n in ckpt['net1'])
+    code, out = run(Train_clothing1M.main, base + ['--checkpoint_dir', part, '--resume'], capsys)
+    assert code == 0, out.err
+    for name in ('clothing1m.txt', 'clothing1m_net1.pth.tar', 'clothing1m_net2.pth.tar'):
+        assert same_file(os.path.join(full, name), os.path.join(part, name)), name
+    strip = lambda path: [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in open(path)]
+    assert strip(os.path.join(full, 'clothing1m_log.jsonl')) == strip(os.path.join(part, 'clothing1m_log.jsonl'))
+
+
+def test_webvision_resume_is_exact(webvision_root, tmp_path, capsys, tiny_models):
+    base = ['--data_path', webvision_root, '--num_class', '2', '--batch_size', '2', '--num_workers', '0',
+            '--id', 'web']
+    full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
+    assert run(Train_webvision.main, base + ['--num_epochs', '2', '--checkpoint_dir', full], capsys)[0] == 0
+    assert run(Train_webvision.main, base + ['--num_epochs', '1', '--checkpoint_dir', part], capsys)[0] == 0
+    code, out = run(Train_webvision.main, base + ['--num_epochs', '2', '--checkpoint_dir', part, '--resume'], capsys)
+    assert code == 0, out.err
+    for name in ('web_acc.txt', 'web_stats.txt', 'web_net1.pth.tar', 'web_net2.pth.tar'):
+        assert same_file(os.path.join(full, name), os.path.join(part, name)), name
+
+
+def same_file(a, b):
+    if a.endswith('.pth.tar'):
+        sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+        return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    with open(a, 'rb') as fa, open(b, 'rb') as fb:
+        return fa.read() == fb.read()
+
+
+@pytest.mark.parametrize('script', ['clothing1m', 'webvision'])
+def test_pre_redesign_checkpoint_is_refused(clothing_root, webvision_root, tmp_path, capsys, tiny_models, script):
+    """Format 1 carried the next epoch's division (Clothing1M with its paths); this version divides at
+    the start of the epoch instead, so such a run cannot continue exactly: refused, and why."""
+    if script == 'clothing1m':
+        main, args = Train_clothing1M.main, ['--data_path', clothing_root, '--random_init'] + CLOTHING_FAST
+        path = 'clothing1m_checkpoint.pth.tar'
+    else:
+        main, args = Train_webvision.main, ['--data_path', webvision_root, '--num_class', '2', '--batch_size', '2',
+                                            '--num_workers', '0', '--id', 'web', '--num_epochs', '1']
+        path = 'web_checkpoint.pth.tar'
+    ck = str(tmp_path / 'ck')
+    assert run(main, args + ['--checkpoint_dir', ck], capsys)[0] == 0
+    path = os.path.join(ck, path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['format'] = 1
+    torch.save(ckpt, path)
+    code, out = run(main, args + ['--checkpoint_dir', ck, '--resume', '--num_epochs', '2'], capsys)
+    assert code == 2
+    assert 'was written by an earlier version of Train_%s.py, which made each division at the end of the epoch ' \
+           'before it' % ('clothing1M' if script == 'clothing1m' else 'webvision') in out.err
 
 
 def test_offline_weights_error(clothing_root, tmp_path, capsys, monkeypatch):
@@ -227,14 +290,13 @@ def test_pretrained_path_is_used(tmp_path):
         Train_clothing1M.create_model(args, Train_clothing1M.imagenet_weights(args))
 
 
-def test_clothing1m_missing_image_stops_with_its_name(clothing_root, tmp_path):
+def test_clothing1m_missing_image_stops_with_its_name(clothing_root, tmp_path, capsys, tiny_models):
     for i in range(3):  # every image of class 7: the warm-up sample must hit one of them
         os.remove('%s/7/07/7_%d.jpg' % (clothing_root, i))
-    done = subprocess.run([sys.executable, os.path.join(ROOT, 'Train_clothing1M.py'), '--data_path', clothing_root,
-                           '--random_init', '--checkpoint_dir', str(tmp_path / 'ck')] + CLOTHING_FAST,
-                          capture_output=True, text=True)
-    assert done.returncode == 2
-    assert re.search(r'error: cannot read image .*/7/07/7_\d\.jpg, listed in noisy_train_key_list.txt', done.stderr)
+    code, out = run(Train_clothing1M.main, ['--data_path', clothing_root, '--random_init', '--checkpoint_dir',
+                                            str(tmp_path / 'ck')] + CLOTHING_FAST, capsys, errors=(cl.DatasetError,))
+    assert code == 2
+    assert re.search(r'error: cannot read image .*/7/07/7_\d\.jpg, listed in noisy_train_key_list.txt', out.err)
 
 
 def test_webvision_end_to_end(webvision_root, tmp_path, capsys):

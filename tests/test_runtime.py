@@ -11,15 +11,13 @@ import Train_cifar
 from PreResNet import ResNet18
 
 
-def test_precision_contexts():
-    rt = runtime.Runtime('cpu', precision='fp32')
-    with rt.autocast():
-        assert not torch.is_autocast_enabled('cpu')
-    rt = runtime.Runtime('cpu', precision='bf16')
+@pytest.mark.parametrize('precision, dtype', [('fp32', torch.float32), ('bf16', torch.bfloat16)])
+def test_precision_contexts(precision, dtype):
+    """What a forward under runtime.autocast() computes in: fp32 stays fp32, bf16 autocasts."""
     net = ResNet18(10, width=4)
-    with rt.autocast():
+    with runtime.Runtime('cpu', precision=precision).autocast():
         out = net(torch.randn(2, 3, 32, 32))
-    assert out.dtype == torch.bfloat16
+    assert out.dtype == dtype
 
 
 def test_channels_last_models_and_inputs():

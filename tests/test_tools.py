@@ -112,23 +112,68 @@ def tiny_run(tmp_path_factory):
     return os.path.join(ck, 'fashionmnist_0.5_sym')
 
 
-def png_ok(path):
+def png_size(path):
+    """(width, height) of a PNG file, from its header."""
     with open(path, 'rb') as f:
-        head = f.read(8)
-    return head == b'\x89PNG\r\n\x1a\n' and os.path.getsize(path) > 5000
+        head = f.read(24)
+    assert head[:8] == b'\x89PNG\r\n\x1a\n', path
+    return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
 
 
-@pytest.mark.parametrize('kind', ['acc', 'division', 'losses'])
-def test_plots_write_pngs(tiny_run, tmp_path, kind):
+def drawn_figure(draw):
+    """Run a plotting call and return the figure it drew (plots.py leaves it open)."""
+    import matplotlib.pyplot as plt
+    plt.close('all')
+    draw()
+    return plt.gcf()
+
+
+def test_acc_plot_draws_each_runs_accuracies(tiny_run, tmp_path):
     pytest.importorskip('matplotlib')
-    out = str(tmp_path / (kind + '.png'))
-    if kind == 'acc':
-        plots.main(['acc', tiny_run, tiny_run + '_acc.txt', '--labels', 'a', 'b', '--out', out])
-    elif kind == 'division':
-        plots.main(['division', tiny_run, '--out', out])
-    else:
-        plots.main(['losses', tiny_run + '_losses_ep001.npz', tiny_run + '_losses_ep002.npz', '--out', out])
-    assert png_ok(out)
+    out = str(tmp_path / 'acc.png')
+    fig = drawn_figure(lambda: plots.main(['acc', tiny_run, tiny_run + '_acc.txt', '--labels', 'a', 'b',
+                                           '--out', out]))
+    accs = [(int(l.split()[0][6:]), float(l.split()[1][9:])) for l in open(tiny_run + '_acc.txt')]
+    lines = fig.axes[0].get_lines()
+    assert [l.get_label() for l in lines] == ['a', 'b']
+    for line in lines:  # the run stem and its _acc.txt give the same curve
+        assert [tuple(p) for p in line.get_xydata()] == accs
+    assert png_size(out) == (960, 600)  # 6.4 x 4 in at 150 dpi
+
+
+def test_division_plot_draws_sizes_and_aucs(tiny_run, tmp_path):
+    pytest.importorskip('matplotlib')
+    out = str(tmp_path / 'division.png')
+    fig = drawn_figure(lambda: plots.main(['division', tiny_run, '--out', out]))
+    recs = [json.loads(l) for l in open(tiny_run + '_log.jsonl') if 'labeled1' in l]
+    size_ax, auc_ax = fig.axes
+    for k, line in enumerate(size_ax.get_lines(), start=1):
+        assert list(line.get_ydata()) == [r['labeled%d' % k] for r in recs]
+    for k, line in enumerate(auc_ax.get_lines(), start=1):
+        assert list(line.get_ydata()) == [r['auc%d' % k] for r in recs]
+    assert [r['epoch'] for r in recs] == [1, 2] and png_size(out) == (1500, 570)
+
+
+def test_losses_plot_draws_histograms_and_the_fitted_gmm(tiny_run, tmp_path):
+    pytest.importorskip('matplotlib')
+    import numpy as np
+    out = str(tmp_path / 'losses.png')
+    files = [tiny_run + '_losses_ep001.npz', tiny_run + '_losses_ep002.npz']
+    fig = drawn_figure(lambda: plots.main(['losses'] + files + ['--out', out]))
+    assert len(fig.axes) == 2
+    for ax, path in zip(fig.axes, files):
+        d = np.load(path)
+        clean = d['clean'].astype(bool)
+        heights = [sum(p.get_height() for p in c) for c in ax.containers]  # the two histograms' bar heights
+        assert heights == [clean.sum(), (~clean).sum()]  # every sample in one of them, split by its truth
+        gmm = [l for l in ax.get_lines() if l.get_label() == 'GMM mixture'][0]
+        x, y = gmm.get_xdata(), gmm.get_ydata()
+        scale = len(clean) / 50  # expected counts per bin of width 1/50
+        expected = sum(w * np.exp(-(x - m) ** 2 / (2 * v)) / np.sqrt(2 * np.pi * v)
+                       for m, v, w in zip(d['means1'], d['variances1'], d['weights1'])) * scale
+        assert np.allclose(y, expected)
+        assert ax.get_title() == 'epoch %d, net1' % int(d['epoch'])
+    assert png_size(out) == (1260, 540)
 
 
 def test_loss_dump_content(tiny_run):
@@ -140,9 +185,16 @@ def test_loss_dump_content(tiny_run):
 
 
 def test_framework_figure(tmp_path):
+    """The figure shows every step of the algorithm, at the size the README embeds."""
     pytest.importorskip('matplotlib')
-    out = draw_framework.draw(str(tmp_path / 'framework.png'))
-    assert png_ok(out)
+    out = str(tmp_path / 'framework.png')
+    fig = drawn_figure(lambda: draw_framework.draw(out))
+    text = ' '.join(t.get_text() for t in fig.axes[0].texts)
+    for step in ('co-divide', 'per-sample loss', 'GMM (2 comp.)', 'division by net A', 'division by net B',
+                 'train net A\n(net B fixed)', 'co-refinement', 'co-guessing', 'MixMatch', 'sharpen', 'Warm-up',
+                 'L_x + \\lambda_u L_u + L_{reg}'):
+        assert step in text, step
+    assert png_size(out) == (2025, 840)
 
 
 def test_paper_runs_cover_every_cell():
@@ -220,3 +272,61 @@ def test_benchmark_without_cuda_exits_2(tmp_path, capsys):
     assert e.value.code == 2
     assert '--device cuda but no CUDA device is available' in capsys.readouterr().err
     assert not os.path.exists(out + '.md')
+
+
+def test_tensorboard_scalars_mirror_the_json_lines(tmp_path, cifar10_dir, capsys):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ck, board = str(tmp_path / 'ck'), str(tmp_path / 'tb')
+    assert cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '2', '--warm_up', '1',
+                                          '--width', '4', '--batch_size', '16', '--checkpoint_dir', ck,
+                                          '--tensorboard', board]) is not None
+    events = EventAccumulator(os.path.join(board, 'cifar10_0.5_sym'))  # one folder per run
+    events.Reload()
+    records = [json.loads(l) for l in open(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))]
+    epochs = [r for r in records if 'epoch' in r]
+
+    def scalars(tag):
+        return [(e.step, e.value) for e in events.Scalars(tag)]
+    assert scalars('test_acc') == [(r['epoch'], pytest.approx(r['test_acc'])) for r in epochs]
+    assert scalars('Lx1') == [(r['epoch'], pytest.approx(r['Lx1'])) for r in epochs if 'Lx1' in r]
+    assert scalars('loss2') == [(0, pytest.approx(epochs[0]['loss2']))]
+    assert scalars('summary/mean_last10') == [(2, pytest.approx(records[-1]['summary']['mean_last10']))]
+    assert 'seconds' not in events.Tags()['scalars'] and 'epoch' not in events.Tags()['scalars']
+
+
+def test_tensorboard_missing_is_a_usage_error(tmp_path, cifar10_dir, capsys, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith('torch.utils.tensorboard') or name.startswith('tensorboard'):
+            raise ImportError('No module named %r' % name)
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', no_tensorboard)
+    ck = tmp_path / 'ck'
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--checkpoint_dir', str(ck), '--tensorboard',
+                                        str(tmp_path / 'tb')])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert '--tensorboard needs the tensorboard package' in err and 'pip install tensorboard' in err
+    assert not ck.exists() and not (tmp_path / 'tb').exists()  # refused before anything was written
+
+
+def test_readme_epoch_loop_runs_as_written(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    text = open(os.path.join(ROOT, 'README.md')).read()
+    section = text[text.index('## Using the pieces in your own code'):]
+    section = section[:section.index('\n## ', 5)]
+    code = section.split('```python\n', 1)[1].split('```', 1)[0]
+    (tmp_path / 'loop.py').write_text(code)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, 'loop.py'], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    assert [l.split()[0] for l in out] == ['0', '1', '2']
+    assert "'loss1'" in out[0] and "'Lx1'" in out[1] and 'test accuracy' in out[2]

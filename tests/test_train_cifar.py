@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,19 @@ def test_end_to_end_logs_and_outputs(tmp_path, cifar10_dir, capsys):
         assert 'linear.weight' in sd
     dump = stem + '_losses_ep003.npz'
     assert os.path.exists(dump)
+
+
+def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
+    """The real model, once: the paper's PreResNet-18 (width 64), a warm-up and a DivideMix epoch."""
+    ck = str(tmp_path / 'ck')
+    code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '32',
+                     '--num_workers', '0', '--checkpoint_dir', ck], capsys)
+    assert code == 0, err
+    stem = os.path.join(ck, 'cifar10_0.5_sym')
+    assert all(ACC_LINE.match(l) for l in lines(stem + '_acc.txt')) and len(lines(stem + '_acc.txt')) == 2
+    assert len(lines(stem + '_stats.txt')) == 2
+    sd = torch.load(stem + '_net1.pth.tar', weights_only=True)
+    assert sd['conv1.weight'].shape == (64, 3, 3, 3) and sd['linear.weight'].shape == (10, 512)
 
 
 def test_settings_printed_with_their_source(tmp_path, cifar10_dir, capsys):
@@ -222,6 +236,113 @@ def test_resume_after_sigkill_mid_epoch_is_exact(tmp_path, resume_data, uninterr
     assert done.returncode == 0, done.stderr
     assert 'resumed from' in done.stdout
     same_state(final_state(ck, 'cifar10_0.9_sym'), uninterrupted)
+
+
+def test_pre_redesign_checkpoint_resumes_exactly(tmp_path, resume_data, uninterrupted, capsys):
+    """A checkpoint in the layout of format 1 (before the redesign: the device pipeline's generator kept
+    with the global random streams, no 'source') continues like the uninterrupted run."""
+    ck = str(tmp_path / 'ck')
+    args = ['--data_path', resume_data, '--checkpoint_dir', ck] + RESUME_ARGS + FAST
+    stopped = list(args)
+    stopped[stopped.index('--num_epochs') + 1] = '2'
+    assert run(stopped, capsys)[0] == 0
+    path = os.path.join(ck, 'cifar10_0.9_sym_checkpoint.pth.tar')
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['format'] = 1
+    ckpt['rng']['generators'] = {'pipeline': ckpt.pop('source')['generator']}
+    torch.save(ckpt, path)
+    code, err = run(args + ['--resume'], capsys)
+    assert code == 0, err
+    same_state(final_state(ck, 'cifar10_0.9_sym'), uninterrupted)
+
+
+def test_reference_pipeline_resume_is_exact(tmp_path, cifar10_dir, capsys):
+    base = ['--data_path', cifar10_dir, '--pipeline', 'reference', '--warm_up', '1', '--r', '0.9'] + FAST
+    full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
+    assert run(base + ['--num_epochs', '2', '--checkpoint_dir', full], capsys)[0] == 0
+    assert run(base + ['--num_epochs', '1', '--checkpoint_dir', part], capsys)[0] == 0
+    assert run(base + ['--num_epochs', '2', '--checkpoint_dir', part, '--resume'], capsys)[0] == 0
+    same_state(final_state(part, 'cifar10_0.9_sym'), final_state(full, 'cifar10_0.9_sym'))
+
+
+def test_ce_run_resumes_with_more_epochs(tmp_path, cifar10_dir, capsys):
+    """--num_epochs may grow on resume, for the cross-entropy baseline too (its warm-up length
+    once followed --num_epochs, and the resume was refused)."""
+    base = ['--data_path', cifar10_dir, '--method', 'ce', '--id', 'ce'] + FAST
+    full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
+    assert run(base + ['--num_epochs', '2', '--checkpoint_dir', full], capsys)[0] == 0
+    assert run(base + ['--num_epochs', '1', '--checkpoint_dir', part], capsys)[0] == 0
+    code, err = run(base + ['--num_epochs', '2', '--checkpoint_dir', part, '--resume'], capsys)
+    assert code == 0, err
+    same_state(final_state(part, 'cifar10_0.5_sym_ce'), final_state(full, 'cifar10_0.5_sym_ce'))
+    phases = [json.loads(l).get('phase') for l in lines(os.path.join(part, 'cifar10_0.5_sym_ce_log.jsonl'))]
+    assert phases == ['warmup', 'warmup', 'warmup', None]  # every epoch a warm-up epoch; then the summary
+
+
+def test_checkpoint_of_another_script_is_refused(tmp_path, cifar10_dir, capsys):
+    ck = str(tmp_path / 'ck')
+    args = ['--data_path', cifar10_dir, '--num_epochs', '0', '--checkpoint_dir', ck] + FAST
+    assert run(args, capsys)[0] == 0
+    path = os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar')
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['script'] = 'Train_webvision'
+    torch.save(ckpt, path)
+    code, err = run(args + ['--num_epochs', '1', '--resume'], capsys)
+    assert code == 2 and 'it is a checkpoint of Train_webvision.py, not of Train_cifar.py' in err
+
+
+def test_lr_decay_reaches_the_optimizers(tmp_path, cifar10_dir, capsys):
+    ck = str(tmp_path / 'ck')
+    assert run(['--data_path', cifar10_dir, '--num_epochs', '2', '--warm_up', '1', '--lr_decay_epoch', '1',
+                '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+    recs = [json.loads(l) for l in lines(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))[:-1]]
+    assert [r['lr'] for r in recs] == [0.02, 0.002, 0.002]
+    ckpt = torch.load(os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar'), weights_only=True)
+    for k in (1, 2):  # what the last epoch's SGD steps used
+        assert [g['lr'] for g in ckpt['optimizer%d' % k]['param_groups']] == [pytest.approx(0.002)]
+
+
+@pytest.mark.parametrize('flag', [[], ['--unseeded_gmm']])
+def test_gmm_seed_follows_the_flag(tmp_path, cifar10_dir, capsys, monkeypatch, flag):
+    seen = []
+    real = dividemix.fit_gmm
+
+    def fit_gmm(input_loss, reg_covar=5e-4, random_state=None):
+        seen.append(random_state)
+        return real(input_loss, reg_covar, random_state)
+    monkeypatch.setattr(dividemix, 'fit_gmm', fit_gmm)
+    assert run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--seed', '7',
+                '--checkpoint_dir', str(tmp_path / 'ck')] + FAST + flag, capsys)[0] == 0
+    assert seen == ([None, None] if flag else [7, 7])  # one GMM per net, in the one training epoch
+
+
+@pytest.mark.parametrize('r, window', [(0.9, 5), (0.8, 1)])
+def test_loss_history_averaged_only_at_r_09(tmp_path, cifar10_dir, capsys, r, window):
+    """Kept quirk: the GMM sees the mean of the last 5 normalised loss vectors when r == 0.9 exactly,
+    else the current vector."""
+    ck = str(tmp_path / 'ck')
+    assert run(['--data_path', cifar10_dir, '--num_epochs', '3', '--warm_up', '1', '--r', str(r),
+                '--dump_losses', '3', '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+    stem = os.path.join(ck, 'cifar10_%.1f_sym' % r)
+    history = torch.load(stem + '_checkpoint.pth.tar', weights_only=True)['history']
+    dump = np.load(stem + '_losses_ep003.npz')
+    for k in (1, 2):
+        assert len(history[k - 1]) == 3  # three training epochs, three loss vectors
+        expected = torch.stack(history[k - 1][-window:]).mean(0)
+        assert np.array_equal(dump['input_loss%d' % k], expected.numpy().astype(np.float64))
+
+
+@pytest.mark.parametrize('mode, calls', [('sym', False), ('asym', True)])
+def test_confidence_penalty_auto_is_off_for_sym(tmp_path, cifar10_dir, capsys, monkeypatch, mode, calls):
+    count = []
+    real = dividemix.neg_entropy
+    monkeypatch.setattr(dividemix, 'neg_entropy', lambda logits: count.append(1) or real(logits))
+    ck = str(tmp_path / 'ck')
+    assert run(['--data_path', cifar10_dir, '--num_epochs', '0', '--noise_mode', mode, '--r', '0.4',
+                '--checkpoint_dir', ck] + FAST, capsys)[0] == 0
+    assert bool(count) == calls
+    with open(os.path.join(ck, 'cifar10_0.4_%s_settings.json' % mode)) as f:
+        assert json.load(f)['conf_penalty'] == ('on' if calls else 'off')
 
 
 def test_atomic_save_survives_kill(tmp_path):
