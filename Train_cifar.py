@@ -13,14 +13,13 @@ import os
 import numpy as np
 
 import dataloader_cifar as dataloader
-import dividemix as dm
 import paper
 from checkpoints import digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, run_main)
 from data_sources import DeviceSource, LoaderSource
 from PreResNet import ResNet18
-from run import Run, summarize
+from run import Run, algorithm_config, summarize
 from runtime import Runtime
 from SmallCNN import SmallCNN
 
@@ -186,13 +185,6 @@ def make_source(s, data, runtime):
     return LoaderSource(loader, runtime)
 
 
-def algorithm_config(s):
-    return dm.Config(num_class=s.num_class, warm_up=s.warm_up, batch_size=s.batch_size, T=s.T, alpha=s.alpha,
-                     lambda_u=s.lambda_u, p_threshold=s.p_threshold, mix_unlabeled=True,
-                     conf_penalty=s.conf_penalty == 'on', gmm_seed=None if s.unseeded_gmm else s.seed,
-                     loss_window=5 if s.r == 0.9 else 1)  # kept quirk: history averaging only for exactly r == 0.9
-
-
 # ----------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------
@@ -209,23 +201,25 @@ def main(argv=None):
     s, notes = resolve_settings(args, data.noise_rate)
 
     stem = os.path.join(s.checkpoint_dir, run_stem(s))
-    source = 'human labels' if s.noise_mode in dataloader.CIFARN_MODES else 'r=%.2f' % s.r
+    labels = 'human labels' if s.noise_mode in dataloader.CIFARN_MODES else 'r=%.2f' % s.r
+    info = ['noise: %s, %s -> %.2f%% of %d training labels differ from the true ones (%s %s)' % (
+        s.noise_mode, labels, 100 * data.noise_rate, len(data.noise_label),
+        'generated and cached in' if data.created_noise else 'read from', data.noise_file or '(not cached)'),
+        'device: %s; pipeline: %s' % (runtime.describe(), s.pipeline)]
     run = Run('Train_cifar', s, runtime, stem=stem, label_digest=digest(data.noise_label),
               log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
-              name='%s:%.1f-%s' % (s.dataset, s.r, s.noise_mode), notes=notes,
-              title='DivideMix %s, run %s' % (s.dataset, os.path.basename(stem)), extra_settings={
-                  'noise_rate': data.noise_rate}, info=[
-                  'noise: %s, %s -> %.2f%% of %d training labels differ from the true ones (%s %s)' % (
-                      s.noise_mode, source, 100 * data.noise_rate, len(data.noise_label),
-                      'generated and cached in' if data.created_noise else 'read from',
-                      data.noise_file or '(not cached)'),
-                  'device: %s; pipeline: %s' % (runtime.describe(), s.pipeline)])
-    run.build(lambda: create_model(s, data), algorithm_config(s), make_source(s, data, runtime), weight_decay=5e-4,
+              name='%s:%.1f-%s' % (s.dataset, s.r, s.noise_mode), title='DivideMix %s, run %s' % (
+                  s.dataset, os.path.basename(stem)), notes=notes, info=info,
+              extra_settings={'noise_rate': data.noise_rate})
+    cfg = algorithm_config(s, mix_unlabeled=True, conf_penalty=s.conf_penalty == 'on',
+                           loss_window=5 if s.r == 0.9 else 1)  # kept quirk: loss history only for exactly r == 0.9
+    run.build(lambda: create_model(s, data), cfg, make_source(s, data, runtime), weight_decay=5e-4,
               batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size), clean=data.clean,
               stats_line=lambda st: 'Numer of labeled samples:%d   AUC:%.3f\n' % (st['labeled'], st['auc']))
 
     accs = list(run.state.get('accs', []))
     for epoch in run.epochs():
+        # Algorithm 1: warm-up, or co-divide then co-train (monitor: also divide after a warm-up epoch)
         record, divisions = run.train_epoch(epoch, monitor=s.track_division or epoch in wanted_dumps)
         if epoch in wanted_dumps:
             save_losses(stem, epoch, divisions, data.clean, s.p_threshold)

@@ -15,13 +15,12 @@ import torch.nn as nn
 import torchvision
 
 import dataloader_clothing1M as dataloader
-import dividemix as dm
 import paper
 from checkpoints import atomic_save, file_digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, run_main)
 from data_sources import ClothingSource
-from run import Run
+from run import Run, algorithm_config
 from runtime import Runtime
 
 
@@ -105,13 +104,6 @@ def create_model(s, state=None):
     return model
 
 
-def algorithm_config(s):
-    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); CE + confidence penalty in warm-up
-    return dm.Config(num_class=s.num_class, warm_up=s.warm_up, batch_size=s.batch_size, T=s.T, alpha=s.alpha,
-                     lambda_u=s.lambda_u, p_threshold=s.p_threshold, mix_unlabeled=False, conf_penalty=True,
-                     gmm_seed=None if s.unseeded_gmm else s.seed)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -134,15 +126,17 @@ def main(argv=None):
               name='Clothing1M', title='DivideMix Clothing1M, run %s' % s.id,
               notes=['paper result: %.2f%% test accuracy' % paper.CLOTHING1M_TEST],
               info=['device: %s; %d validation images' % (runtime.describe(), val_size)])
-    run.build(lambda: create_model(s, imagenet_state), algorithm_config(s), ClothingSource(loader, runtime),
-              weight_decay=1e-3, batch_sizes=(s.batch_size, 2 * s.batch_size, s.eval_batch_size))
+    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up CE + confidence penalty
+    cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=True)
+    run.build(lambda: create_model(s, imagenet_state), cfg, ClothingSource(loader, runtime), weight_decay=1e-3,
+              batch_sizes=(s.batch_size, 2 * s.batch_size, s.eval_batch_size))
 
     # -1, not the reference's 0: a net whose validation accuracy stays 0% is still saved once, so the
     # final test finds its file (the reference crashed there)
     best_acc = list(run.state.get('best_acc', [-1.0, -1.0]))
     best_paths = [stem + '_net1.pth.tar', stem + '_net2.pth.tar']
     for epoch in run.epochs():
-        record, _ = run.train_epoch(epoch)
+        record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
         accs = [run.test('val', nets=[k])[0] for k in range(2)]
         for k in range(2):  # validate each net; keep its best weights
             print('\n| Validation\t Net%d  Acc: %.2f%%' % (k + 1, accs[k]))

@@ -10,14 +10,13 @@ import argparse
 import os
 
 import dataloader_webvision as dataloader
-import dividemix as dm
 import paper
 from checkpoints import file_digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, run_main)
 from data_sources import LoaderSource
 from InceptionResNetV2 import InceptionResNetV2
-from run import Run, summarize
+from run import Run, algorithm_config, summarize
 from runtime import Runtime
 
 
@@ -38,13 +37,6 @@ def check_args(args):
     check_common_args(args)
     check_range('num_class', args.num_class, 1, 1000, hint='WebVision 1.0 has 1000 classes')
     check_range('warm_up', args.warm_up, 1, hint='the first division needs nets warmed up for at least one epoch')
-
-def algorithm_config(s):
-    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up is CE only
-    return dm.Config(num_class=s.num_class, warm_up=s.warm_up, batch_size=s.batch_size, T=s.T, alpha=s.alpha,
-                     lambda_u=s.lambda_u, p_threshold=s.p_threshold, mix_unlabeled=False, conf_penalty=False,
-                     gmm_seed=None if s.unseeded_gmm else s.seed)
-
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
@@ -70,13 +62,15 @@ def main(argv=None):
               notes=['paper: WebVision top-1/top-5 %(webvision_top1).2f / %(webvision_top5).2f, '
                      'ILSVRC12 top-1 %(imagenet_top1).2f' % paper.WEBVISION],
               info=['device: %s; %d training images of %d classes' % (runtime.describe(), N, s.num_class)])
-    run.build(lambda: InceptionResNetV2(num_classes=s.num_class), algorithm_config(s), LoaderSource(loader, runtime),
+    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up is CE only
+    cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=False)
+    run.build(lambda: InceptionResNetV2(num_classes=s.num_class), cfg, LoaderSource(loader, runtime),
               weight_decay=5e-4, batch_sizes=(s.batch_size, 2 * s.batch_size, 20 * s.batch_size),
               stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'])
 
     results = list(run.state.get('results', []))
     for epoch in run.epochs():
-        record, _ = run.train_epoch(epoch)
+        record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
         web, imagenet = run.test('test', topk=(1, 5)), run.test('imagenet', topk=(1, 5))
         line = 'Epoch:%d \t WebVision Acc: %.2f%% (%.2f%%) \t ImageNet Acc: %.2f%% (%.2f%%)\n' % (
             epoch, web[0], web[1], imagenet[0], imagenet[1])

@@ -2,6 +2,7 @@
 
     python benchmark.py                                   # 50,000 images, the paper's net, on CUDA if present
     python benchmark.py --num_images 2000 --width 8       # a small CPU run
+    python benchmark.py --breakdown device                # where a post-warm-up epoch's time goes
 
 For each configuration it times one warm-up epoch (both nets, cross-entropy) and one
 post-warm-up epoch (eval_train of both nets, GMM, both training passes on a division
@@ -89,15 +90,23 @@ def run_epochs(runs, optimizers, source, runtime, args, prob):
     return times
 
 
-def bench(name, cfg, data, args):
+def setup(cfg, args):
+    """Runtime, two PreResNet-18s with their SGD optimizers, and what forwards go through."""
     runtime = Runtime(args.device, 0, cfg['precision'], cfg['channels_last'], cfg['compile'], args.compile_mode)
     seed_everything(0)
     nets = [runtime.model(ResNet18(10, width=args.width)) for _ in range(2)]
     optimizers = [optim.SGD(n.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4) for n in nets]
     sizes = (args.batch_size, 2 * args.batch_size, 4 * args.batch_size, args.eval_batch_size)
-    runs = [runtime.runner(n, sizes) for n in nets]
-    # about half of the samples labeled: clean probabilities uniform on [0, 1]
-    prob_of = lambda m: np.random.RandomState(1).rand(m)
+    return runtime, optimizers, [runtime.runner(n, sizes) for n in nets]
+
+
+def prob_of(m):
+    """About half of the samples labeled: clean probabilities uniform on [0, 1]."""
+    return np.random.RandomState(1).rand(m)
+
+
+def bench(name, cfg, data, args):
+    runtime, optimizers, runs = setup(cfg, args)
     small = subset(data, min(args.prime_images, len(data.noise_label)))
     run_epochs(runs, optimizers, make_source(cfg, small, runtime, args), runtime, args,
                prob_of(len(small.noise_label)))  # untimed: autotune / compile
@@ -108,6 +117,89 @@ def bench(name, cfg, data, args):
     peak = torch.cuda.max_memory_allocated(runtime.device) / 2 ** 30 if runtime.device.type == 'cuda' else None
     return {'config': name, 'warmup_s': warm, 'train_s': train, 'warmup_img_s': n / warm, 'train_img_s': n / train,
             'peak_gib': peak, 'device': runtime.describe()}
+
+
+def breakdown(name, cfg, data, args):
+    """Where a post-warm-up epoch's time goes under one configuration: eval_train of one net (its
+    forwards, then the GMM), and one training iteration cut into its parts, each part timed between
+    device syncs (which the real loop does not have, so the parts add up to a little more than an
+    iteration of the real loop). Mean over --breakdown_iters iterations after 5 untimed ones."""
+    runtime, optimizers, runs = setup(cfg, args)
+    source = make_source(cfg, data, runtime, args)
+    dmcfg = dm.Config(num_class=10, warm_up=10, batch_size=args.batch_size, gmm_seed=0)
+    n = len(data.noise_label)
+    division = dm.Division(net=1, prob=prob_of(n), pred=prob_of(n) > 0.5, losses=None, input_loss=None, gmm=None)
+    net, net2, optimizer = runs[0], runs[1], optimizers[0]
+
+    def timed(fn):
+        runtime.sync()
+        t0 = time.time()
+        out = fn()
+        runtime.sync()
+        return time.time() - t0, out
+
+    for _ in range(2):  # the second is timed: the first autotunes / compiles
+        forward_s, losses = timed(lambda: dm.per_sample_losses(net, source.eval_batches(0), runtime.autocast))
+    gmm_s, _ = timed(lambda: dm.fit_gmm(dm.normalize_losses(losses).reshape(-1, 1).numpy(), random_state=0))
+    parts = {'views (2 labeled + 2 unlabeled, augmented)': [], 'co-guess + co-refine (6 no-grad forwards)': [],
+             'MixUp + mixed forward + loss': [], 'backward': [], 'optimizer step': []}
+    _, unlabeled, num_labeled = source.train_batches(division)
+
+    def full_batches():  # the labeled pass restarted as often as needed; ragged last batches left out
+        while True:
+            for batch in source.train_batches(division)[0]:
+                if batch[0].size(0) == args.batch_size:
+                    yield batch
+    labeled = full_batches()
+    for i in range(args.breakdown_iters + 5):
+        t, (x, x2, y, w) = timed(lambda: next(labeled))
+        t2, (u, u2) = timed(lambda: next(unlabeled))
+        net.train()
+        net2.eval()
+        y = torch.zeros(x.size(0), 10, device=x.device).scatter_(1, y.view(-1, 1), 1)
+        w = w.view(-1, 1).float()
+
+        def guess():
+            with runtime.autocast():
+                return dm.co_guess(net, net2, u, u2, dmcfg.T), dm.co_refine(net, x, x2, y, w, dmcfg.T)
+        t3, (tu, tx) = timed(guess)
+
+        def forward():
+            inputs, targets = torch.cat([x, x2, u, u2]), torch.cat([tx, tx, tu, tu])
+            mixed, target = dm.mixmatch(inputs, targets, 0.7, source.randperm(inputs.size(0), device=x.device))
+            with runtime.autocast():
+                logits = net(mixed).float()
+            B2 = 2 * x.size(0)
+            Lx, Lu = dm.semi_loss(logits[:B2], target[:B2], logits[B2:], target[B2:])
+            return Lx + 25 * Lu + dm.uniform_prior_penalty(logits, 10)
+        t4, loss = timed(forward)
+        optimizer.zero_grad()
+        t5, _ = timed(loss.backward)
+        t6, _ = timed(optimizer.step)
+        if i >= 5:
+            for part, value in zip(parts, (t + t2, t3, t4, t5, t6)):
+                parts[part].append(value)
+    per_iter = {part: float(np.mean(v)) for part, v in parts.items()}
+    iteration = sum(per_iter.values())
+    num_iter = dm.num_iterations(num_labeled, args.batch_size)
+    return {'config': name, 'device': runtime.describe(), 'eval_forward_s': forward_s, 'gmm_s': gmm_s,
+            'iteration_parts_s': per_iter, 'iteration_s': iteration, 'num_iter': num_iter,
+            'epoch_estimate_s': 2 * (forward_s + gmm_s) + 2 * num_iter * iteration}
+
+
+def breakdown_table(r):
+    epoch = r['epoch_estimate_s']
+    rows = ['| part | time | share of a post-warm-up epoch |', '| --- | --- | --- |',
+            '| eval_train forwards (per net, %d images) | %.3f s | %.1f%% |' % (
+                r['num_images'], r['eval_forward_s'], 100 * 2 * r['eval_forward_s'] / epoch),
+            '| GMM fit + posterior (per net) | %.3f s | %.1f%% |' % (r['gmm_s'], 100 * 2 * r['gmm_s'] / epoch)]
+    for part, t in r['iteration_parts_s'].items():
+        rows.append('| training iteration: %s | %.2f ms | %.1f%% |' % (part, 1000 * t,
+                                                                      100 * 2 * r['num_iter'] * t / epoch))
+    rows.append('| one training iteration, all parts | %.2f ms | %d per net per epoch |' % (
+        1000 * r['iteration_s'], r['num_iter']))
+    rows.append('| post-warm-up epoch, sum of the parts | %.2f s | 100%% |' % epoch)
+    return '\n'.join(rows)
 
 
 def table(results, args):
@@ -140,12 +232,18 @@ def main(argv=None):
     p.add_argument('--num_epochs', type=int, default=300, help='for the projection: epochs 0..num_epochs')
     p.add_argument('--warm_up', type=int, default=10, help='for the projection: warm-up epochs')
     p.add_argument('--out', default=None, help='also write the table (.md) and raw numbers (.json) here')
+    p.add_argument('--breakdown', default=None, metavar='CONFIG',
+                   help='instead of timing epochs: where the time of a post-warm-up epoch goes under CONFIG '
+                        '(eval_train, GMM, and the parts of one training iteration)')
+    p.add_argument('--breakdown_iters', type=int, default=50, help='training iterations the breakdown averages')
     args = p.parse_args(argv)
     names = [c for c in args.configs.split(',') if c]
-    unknown = [c for c in names if c not in CONFIGS]
+    unknown = [c for c in names + [args.breakdown or 'device'] if c not in CONFIGS]
     if unknown:
         p.error('unknown config(s) %s; choose from %s' % (', '.join(unknown), ', '.join(CONFIGS)))
     data = synthetic_data(args.num_images, args.num_test)
+    if args.breakdown:
+        return run_breakdown(data, args)
     results = []
     for name in names:
         print('| timing %s ...' % name, flush=True)
@@ -162,6 +260,21 @@ def main(argv=None):
         with open(args.out + '.json', 'w') as f:
             json.dump({'args': vars(args), 'results': results, 'torch': torch.__version__}, f, indent=1)
     return results
+
+
+def run_breakdown(data, args):
+    r = dict(breakdown(args.breakdown, CONFIGS[args.breakdown], data, args), num_images=args.num_images)
+    header = ('Where a post-warm-up epoch goes: config %s, %d synthetic 32x32 images, PreResNet-18 width %d, '
+              'batch %d, torch %s, %s' % (r['config'], args.num_images, args.width, args.batch_size,
+                                         torch.__version__, r['device']))
+    md = breakdown_table(r)
+    print('\n' + header + '\n\n' + md)
+    if args.out:
+        with open(args.out + '.md', 'w') as f:
+            f.write(header + '\n\n' + md + '\n')
+        with open(args.out + '.json', 'w') as f:
+            json.dump({'args': vars(args), 'breakdown': r, 'torch': torch.__version__}, f, indent=1)
+    return r
 
 
 if __name__ == '__main__':

@@ -43,6 +43,13 @@ def compare_settings(saved, current, ignore=()):
     return diffs
 
 
+def algorithm_config(s, **script_specific):
+    """dividemix.Config from a run's settings (the flags named after the paper's symbols)."""
+    return dm.Config(num_class=s.num_class, warm_up=s.warm_up, batch_size=s.batch_size, T=s.T, alpha=s.alpha,
+                     lambda_u=s.lambda_u, p_threshold=s.p_threshold, gmm_seed=None if s.unseeded_gmm else s.seed,
+                     **script_specific)
+
+
 def summarize(accs):
     """best, last and mean of the last 10 epochs' accuracy (%)."""
     if not accs:

@@ -84,7 +84,8 @@ def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
     """The real model, once: the paper's PreResNet-18 (width 64), a warm-up and a DivideMix epoch."""
     ck = str(tmp_path / 'ck')
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '32',
-                     '--num_workers', '0', '--checkpoint_dir', ck], capsys)
+                     '--train_subset', '96', '--test_subset', '20', '--num_workers', '0', '--checkpoint_dir', ck],
+                    capsys)
     assert code == 0, err
     stem = os.path.join(ck, 'cifar10_0.5_sym')
     assert all(ACC_LINE.match(l) for l in lines(stem + '_acc.txt')) and len(lines(stem + '_acc.txt')) == 2

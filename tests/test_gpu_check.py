@@ -1,0 +1,69 @@
+"""gpu_check.py, the prepared GPU measurements, run for seconds on the CPU (--smoke), so that the one
+GPU call cannot fail on a typo: every part must run and the summary must hold the tables."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+CHEAP = ('smoke_cifar,smoke_cifar_resume,smoke_cifar_bf16_cl,bench_reference,bench_device,bench_bf16_cl,breakdown,'
+         'smoke_cifar_compile,bench_compile')
+
+
+def smoke(tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if k != 'OUT'}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'gpu_check.py')] + list(args) + [
+        '--smoke', '--out', str(tmp_path / 'out')], cwd=str(tmp_path), capture_output=True, text=True, env=env,
+        timeout=600)
+    return done, str(tmp_path / 'out')
+
+
+def check_parts(done, out, phase, names):
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(os.path.join(out, 'summary_%s.json' % phase)) as f:
+        rows = json.load(f)['parts']
+    assert [r['part'] for r in rows] == names
+    assert all(r['status'] == 'ok' for r in rows), rows
+    with open(os.path.join(out, 'summary_%s.md' % phase)) as f:
+        return f.read()
+
+
+def test_speed_phase_smoke(tmp_path):
+    """Every speed part but the Clothing1M/WebVision smoke runs (their real networks take a minute on the
+    CPU; test_speed_phase_smoke_all_parts has them): the merged table, the targets, the breakdown."""
+    done, out = smoke(tmp_path, 'speed', '--parts', CHEAP)
+    md = check_parts(done, out, 'speed', CHEAP.split(','))
+    for config in ('reference', 'device', 'bf16_cl', 'compile'):
+        assert '| %s | ' % config in md
+    assert '| reference | ' in md and '| 1.00x |' in md
+    assert 'target: post-warm-up epoch of the device pipeline (fp32) >= 5x the reference pipeline' in md
+    assert 'target: 301-epoch CIFAR-10 run < 1 hour' in md
+    assert 'Where a post-warm-up epoch goes' in md and 'co-guess + co-refine (6 no-grad forwards)' in md
+    assert os.path.exists(os.path.join(out, 'runs', 'cifar', 'cifar10_0.5_sym_net1.pth.tar'))  # the resume finished
+
+
+@pytest.mark.slow
+def test_speed_phase_smoke_all_parts(tmp_path):
+    done, out = smoke(tmp_path, 'speed')
+    check_parts(done, out, 'speed', ['smoke_cifar', 'smoke_cifar_resume', 'smoke_clothing', 'smoke_clothing_resume',
+                                     'smoke_webvision', 'smoke_webvision_resume', 'smoke_cifar_bf16_cl',
+                                     'bench_reference', 'bench_device', 'bench_bf16_cl', 'breakdown',
+                                     'smoke_cifar_compile', 'bench_compile'])
+
+
+def test_evidence_phase_smoke(tmp_path):
+    done, out = smoke(tmp_path, 'evidence')
+    md = check_parts(done, out, 'evidence', ['sym80_dividemix', 'sym80_ce', 'asym40_dividemix', 'asym40_ce'])
+    for row in ('| sym 80% | DivideMix | 3 |', '| sym 80% | cross-entropy | 3 |', '| asym 40% | DivideMix | 3 |',
+                '| asym 40% | cross-entropy | 3 |'):
+        assert row in md
+    # both methods of a setting trained on the same noisy labels
+    with open(os.path.join(out, 'evidence', 'fashionmnist_0.8_sym_dividemix_settings.json')) as f:
+        a = json.load(f)
+    with open(os.path.join(out, 'evidence', 'fashionmnist_0.8_sym_ce_settings.json')) as f:
+        b = json.load(f)
+    assert a['noise_file'] == b['noise_file'] and a['noise_rate'] == b['noise_rate'] and b['method'] == 'ce'
+    assert os.path.getsize(os.path.join(out, 'evidence_acc.png')) > 1000
