@@ -50,6 +50,9 @@ def build_parser():
     g.add_argument('--eval_batch_size', default=None, type=int,
                    help='eval_train/test batch (default 1024 for the device pipeline, batch_size for reference)')
     g.add_argument('--noise_file', default=None, help='noisy-label cache (default <data_path>/<r>_<mode>.json)')
+    g.add_argument('--accept_noise_file', action='store_true',
+                   help='use the noise file even when its realised noise rate is far from what --r and --noise_mode '
+                        'imply (it is refused otherwise)')
     g.add_argument('--cifarn_file', default=None,
                    help='CIFAR-N label file for the CIFAR-N modes (default <data_path>/CIFAR-10_human.pt or '
                         'CIFAR-100_human.pt)')
@@ -158,13 +161,31 @@ def load_data(s):
         raise UsageError(str(e)) from None
     for split, labels in (('training', data.train_label), ('test', data.test_label)):
         if len(labels) and (labels.min() < 0 or labels.max() >= data.num_class):
-            raise UsageError('the %s labels in %s span 0..%d but %s has %d classes: the folder holds another '
-                             'dataset; check --dataset and --data_path' % (split, s.data_path, labels.max(),
-                                                                           s.dataset, data.num_class))
+            raise UsageError('the %s labels in %s span %d..%d but %s has %d classes (labels 0..%d): the folder '
+                             'holds another dataset or damaged files; check --dataset and --data_path'
+                             % (split, s.data_path, labels.min(), labels.max(), s.dataset, data.num_class,
+                                data.num_class - 1))
     if len(data.train_label) < 2:
         raise UsageError('the training set in %s has %d image(s); DivideMix needs at least 2'
                          % (s.data_path, len(data.train_label)))
+    if not data.created_noise and not s.accept_noise_file:
+        check_noise_rate(s, data)
     return data
+
+
+def check_noise_rate(s, data):
+    """A noise file made for another r or mode (e.g. a 0.2 file under a run named 0.5) is refused: its
+    realised rate must match what --r and --noise_mode imply, within 5 standard deviations."""
+    expected = dataloader.expected_noise_rate(s.noise_mode, s.r, data.train_label, data.num_class, s.dataset,
+                                              data.train_coarse)
+    if expected is None:
+        return
+    mean, sd = expected
+    if abs(data.noise_rate - mean) > 5 * sd + 0.002:
+        raise UsageError('noise file %s changes %.2f%% of the training labels, but --noise_mode %s --r %g changes '
+                         '%.2f%% +- %.2f%%: it was made for another noise setting. Delete it to draw the noise for '
+                         'this one, pass the right --noise_file, or --accept_noise_file to use it anyway'
+                         % (data.noise_file, 100 * data.noise_rate, s.noise_mode, s.r, 100 * mean, 100 * sd))
 
 
 def create_model(s, data):
@@ -206,33 +227,34 @@ def main(argv=None):
         s.noise_mode, labels, 100 * data.noise_rate, len(data.noise_label),
         'generated and cached in' if data.created_noise else 'read from', data.noise_file or '(not cached)'),
         'device: %s; pipeline: %s' % (runtime.describe(), s.pipeline)]
-    run = Run('Train_cifar', s, runtime, stem=stem, label_digest=digest(data.noise_label),
-              log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
-              name='%s:%.1f-%s' % (s.dataset, s.r, s.noise_mode), title='DivideMix %s, run %s' % (
-                  s.dataset, os.path.basename(stem)), notes=notes, info=info,
-              extra_settings={'noise_rate': data.noise_rate})
-    cfg = algorithm_config(s, mix_unlabeled=True, conf_penalty=s.conf_penalty == 'on',
-                           loss_window=5 if s.r == 0.9 else 1)  # kept quirk: loss history only for exactly r == 0.9
-    run.build(lambda: create_model(s, data), cfg, make_source(s, data, runtime), weight_decay=5e-4,
-              batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size), clean=data.clean,
-              stats_line=lambda st: 'Numer of labeled samples:%d   AUC:%.3f\n' % (st['labeled'], st['auc']))
+    with Run('Train_cifar', s, runtime, stem=stem, label_digest=digest(data.noise_label),
+             log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
+             name='%s:%.1f-%s' % (s.dataset, s.r, s.noise_mode), notes=notes, info=info,
+             title='DivideMix %s, run %s' % (s.dataset, os.path.basename(stem)),
+             extra_settings={'noise_rate': data.noise_rate}) as run:
+        cfg = algorithm_config(s, mix_unlabeled=True, conf_penalty=s.conf_penalty == 'on',
+                               loss_window=5 if s.r == 0.9 else 1)  # kept quirk: loss history only when r == 0.9
+        run.build(lambda: create_model(s, data), cfg, make_source(s, data, runtime), weight_decay=5e-4,
+                  batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size),
+                  clean=data.clean,
+                  stats_line=lambda st: 'Numer of labeled samples:%d   AUC:%.3f\n' % (st['labeled'], st['auc']))
 
-    accs = list(run.state.get('accs', []))
-    for epoch in run.epochs():
-        # Algorithm 1: warm-up, or co-divide then co-train (monitor: also divide after a warm-up epoch)
-        record, divisions = run.train_epoch(epoch, monitor=s.track_division or epoch in wanted_dumps)
-        if epoch in wanted_dumps:
-            save_losses(stem, epoch, divisions, data.clean, s.p_threshold)
-        acc = run.test()[0]
-        accs.append(acc)
-        print('\n| Test Epoch #%d\t Accuracy: %.2f%%\n' % (epoch, acc))
-        run.log.write('acc', 'Epoch:%d   Accuracy:%.2f\n' % (epoch, acc))
-        record['test_acc'] = acc
-        run.end_epoch(record, accs=accs)
+        accs = list(run.state.get('accs', []))
+        for epoch in run.epochs():
+            # Algorithm 1: warm-up, or co-divide then co-train (monitor: also divide after a warm-up epoch)
+            record, divisions = run.train_epoch(epoch, monitor=s.track_division or epoch in wanted_dumps)
+            if epoch in wanted_dumps:
+                save_losses(stem, epoch, divisions, data.clean, s.p_threshold)
+            acc = run.test()[0]
+            accs.append(acc)
+            print('\n| Test Epoch #%d\t Accuracy: %.2f%%\n' % (epoch, acc))
+            run.log.write('acc', 'Epoch:%d   Accuracy:%.2f\n' % (epoch, acc))
+            record['test_acc'] = acc
+            run.end_epoch(record, accs=accs)
 
-    summary = summarize(accs)
-    run.save_nets()
-    run.finish(summary, dict(summary, run=os.path.basename(stem), noise_rate=data.noise_rate))
+        summary = summarize(accs)
+        run.save_nets()
+        run.finish(summary, dict(summary, run=os.path.basename(stem), noise_rate=data.noise_rate))
     print('| Done: best %.2f%%, last %.2f%%, mean of the last 10 epochs %.2f%% (%d epochs); nets saved to %s'
           % (summary['best'], summary['last'], summary['mean_last10'], summary['epochs'], stem + '_net{1,2}.pth.tar'))
     return summary

@@ -120,44 +120,45 @@ def main(argv=None):
 
     s = Settings.from_args(args)
     stem = os.path.join(s.checkpoint_dir, s.id)
-    run = Run('Train_clothing1M', s, runtime, stem=stem, log_files={'log': stem + '.txt', 'json': stem + '_log.jsonl'},
-              label_digest=file_digest(os.path.join(s.data_path, dataloader.NOISY_KV),
-                                       os.path.join(s.data_path, dataloader.TRAIN_KEYS)),
-              name='Clothing1M', title='DivideMix Clothing1M, run %s' % s.id,
-              notes=['paper result: %.2f%% test accuracy' % paper.CLOTHING1M_TEST],
-              info=['device: %s; %d validation images' % (runtime.describe(), val_size)])
-    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up CE + confidence penalty
-    cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=True)
-    run.build(lambda: create_model(s, imagenet_state), cfg, ClothingSource(loader, runtime), weight_decay=1e-3,
-              batch_sizes=(s.batch_size, 2 * s.batch_size, s.eval_batch_size))
+    with Run('Train_clothing1M', s, runtime, stem=stem,
+             log_files={'log': stem + '.txt', 'json': stem + '_log.jsonl'},
+             label_digest=file_digest(os.path.join(s.data_path, dataloader.NOISY_KV),
+                                      os.path.join(s.data_path, dataloader.TRAIN_KEYS)),
+             name='Clothing1M', title='DivideMix Clothing1M, run %s' % s.id,
+             notes=['paper result: %.2f%% test accuracy' % paper.CLOTHING1M_TEST],
+             info=['device: %s; %d validation images' % (runtime.describe(), val_size)]) as run:
+        # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up CE + confidence penalty
+        cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=True)
+        run.build(lambda: create_model(s, imagenet_state), cfg, ClothingSource(loader, runtime), weight_decay=1e-3,
+                  batch_sizes=(s.batch_size, 2 * s.batch_size, s.eval_batch_size))
 
-    # -1, not the reference's 0: a net whose validation accuracy stays 0% is still saved once, so the
-    # final test finds its file (the reference crashed there)
-    best_acc = list(run.state.get('best_acc', [-1.0, -1.0]))
-    best_paths = [stem + '_net1.pth.tar', stem + '_net2.pth.tar']
-    for epoch in run.epochs():
-        record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
-        accs = [run.test('val', nets=[k])[0] for k in range(2)]
-        for k in range(2):  # validate each net; keep its best weights
-            print('\n| Validation\t Net%d  Acc: %.2f%%' % (k + 1, accs[k]))
-            if accs[k] > best_acc[k]:
-                best_acc[k] = accs[k]
-                print('| Saving Best Net%d ...' % (k + 1))
-                atomic_save(run.nets[k].state_dict(), best_paths[k])
-        run.log.write('log', 'Validation Epoch:%d      Acc1:%.2f  Acc2:%.2f\n' % (epoch, accs[0], accs[1]))
-        record.update({'val_acc1': accs[0], 'val_acc2': accs[1]})
-        run.end_epoch(record, best_acc=best_acc)
+        # -1, not the reference's 0: a net whose validation accuracy stays 0% is still saved once, so the
+        # final test finds its file (the reference crashed there)
+        best_acc = list(run.state.get('best_acc', [-1.0, -1.0]))
+        best_paths = [stem + '_net1.pth.tar', stem + '_net2.pth.tar']
+        for epoch in run.epochs():
+            record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
+            accs = [run.test('val', nets=[k])[0] for k in range(2)]
+            for k in range(2):  # validate each net; keep its best weights
+                print('\n| Validation\t Net%d  Acc: %.2f%%' % (k + 1, accs[k]))
+                if accs[k] > best_acc[k]:
+                    best_acc[k] = accs[k]
+                    print('| Saving Best Net%d ...' % (k + 1))
+                    atomic_save(run.nets[k].state_dict(), best_paths[k])
+            run.log.write('log', 'Validation Epoch:%d      Acc1:%.2f  Acc2:%.2f\n' % (epoch, accs[0], accs[1]))
+            record.update({'val_acc1': accs[0], 'val_acc2': accs[1]})
+            run.end_epoch(record, best_acc=best_acc)
 
-    for k in range(2):  # the test: the ensemble of both nets' best weights
-        if not os.path.exists(best_paths[k]):
-            raise UsageError('no best weights at %s to test (the run saved none: did every validation give 0%%?)'
-                             % best_paths[k])
-        run.nets[k].load_state_dict(torch.load(best_paths[k], map_location=runtime.device, weights_only=True))
-    acc = run.test('test')[0]
-    print('\n| Test Acc: %.2f%%\n' % acc)
-    run.log.write('log', 'Test Accuracy:%.2f\n' % acc)
-    run.finish({'test_acc': acc, 'best_val_acc1': best_acc[0], 'best_val_acc2': best_acc[1],
-                'paper_test_acc': paper.CLOTHING1M_TEST}, {'test_acc': acc, 'best_val_acc': best_acc, 'run': s.id})
+        for k in range(2):  # the test: the ensemble of both nets' best weights
+            if not os.path.exists(best_paths[k]):
+                raise UsageError('no best weights at %s to test (the run saved none: did every validation give '
+                                 '0%%?)' % best_paths[k])
+            run.nets[k].load_state_dict(torch.load(best_paths[k], map_location=runtime.device, weights_only=True))
+        acc = run.test('test')[0]
+        print('\n| Test Acc: %.2f%%\n' % acc)
+        run.log.write('log', 'Test Accuracy:%.2f\n' % acc)
+        run.finish({'test_acc': acc, 'best_val_acc1': best_acc[0], 'best_val_acc2': best_acc[1],
+                    'paper_test_acc': paper.CLOTHING1M_TEST}, {'test_acc': acc, 'best_val_acc': best_acc, 'run': s.id})
     return acc
 
 

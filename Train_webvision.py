@@ -55,39 +55,39 @@ def main(argv=None):
 
     s = Settings.from_args(args)
     stem = os.path.join(s.checkpoint_dir, s.id)
-    run = Run('Train_webvision', s, runtime, stem=stem,
-              log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
-              label_digest=file_digest(os.path.join(s.data_path, dataloader.TRAIN_LIST)),
-              name='WebVision%s' % (' ' + s.id if s.id else ''), title='DivideMix WebVision, run %r' % s.id,
-              notes=['paper: WebVision top-1/top-5 %(webvision_top1).2f / %(webvision_top5).2f, '
-                     'ILSVRC12 top-1 %(imagenet_top1).2f' % paper.WEBVISION],
-              info=['device: %s; %d training images of %d classes' % (runtime.describe(), N, s.num_class)])
-    # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up is CE only
-    cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=False)
-    run.build(lambda: InceptionResNetV2(num_classes=s.num_class), cfg, LoaderSource(loader, runtime),
-              weight_decay=5e-4, batch_sizes=(s.batch_size, 2 * s.batch_size, 20 * s.batch_size),
-              stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'])
+    with Run('Train_webvision', s, runtime, stem=stem,
+             log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
+             label_digest=file_digest(os.path.join(s.data_path, dataloader.TRAIN_LIST)),
+             name='WebVision%s' % (' ' + s.id if s.id else ''), title='DivideMix WebVision, run %r' % s.id,
+             notes=['paper: WebVision top-1/top-5 %(webvision_top1).2f / %(webvision_top5).2f, '
+                    'ILSVRC12 top-1 %(imagenet_top1).2f' % paper.WEBVISION],
+             info=['device: %s; %d training images of %d classes' % (runtime.describe(), N, s.num_class)]) as run:
+        # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up is CE only
+        cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=False)
+        run.build(lambda: InceptionResNetV2(num_classes=s.num_class), cfg, LoaderSource(loader, runtime),
+                  weight_decay=5e-4, batch_sizes=(s.batch_size, 2 * s.batch_size, 20 * s.batch_size),
+                  stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'])
 
-    results = list(run.state.get('results', []))
-    for epoch in run.epochs():
-        record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
-        web, imagenet = run.test('test', topk=(1, 5)), run.test('imagenet', topk=(1, 5))
-        line = 'Epoch:%d \t WebVision Acc: %.2f%% (%.2f%%) \t ImageNet Acc: %.2f%% (%.2f%%)\n' % (
-            epoch, web[0], web[1], imagenet[0], imagenet[1])
-        print('\n| Test ' + line.replace('Epoch:', 'Epoch #'))
-        run.log.write('acc', line)
-        results.append([web[0], web[1], imagenet[0], imagenet[1]])
-        record.update({'webvision_top1': web[0], 'webvision_top5': web[1], 'imagenet_top1': imagenet[0],
-                       'imagenet_top5': imagenet[1]})
-        run.end_epoch(record, results=results)
+        results = list(run.state.get('results', []))
+        for epoch in run.epochs():
+            record, _ = run.train_epoch(epoch)  # Algorithm 1: warm-up, or co-divide then co-train
+            web, imagenet = run.test('test', topk=(1, 5)), run.test('imagenet', topk=(1, 5))
+            line = 'Epoch:%d \t WebVision Acc: %.2f%% (%.2f%%) \t ImageNet Acc: %.2f%% (%.2f%%)\n' % (
+                epoch, web[0], web[1], imagenet[0], imagenet[1])
+            print('\n| Test ' + line.replace('Epoch:', 'Epoch #'))
+            run.log.write('acc', line)
+            results.append([web[0], web[1], imagenet[0], imagenet[1]])
+            record.update({'webvision_top1': web[0], 'webvision_top5': web[1], 'imagenet_top1': imagenet[0],
+                           'imagenet_top5': imagenet[1]})
+            run.end_epoch(record, results=results)
 
-    run.save_nets()
-    names = ('webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5')
-    summary = {n: summarize([r[i] for r in results]) for i, n in enumerate(names)}
-    run.finish(summary)
-    print('| Done: WebVision top-1 best %.2f%% last %.2f%%; ImageNet top-1 best %.2f%% last %.2f%%'
-          % (summary['webvision_top1']['best'], summary['webvision_top1']['last'],
-             summary['imagenet_top1']['best'], summary['imagenet_top1']['last']))
+        run.save_nets()
+        names = ('webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5')
+        summary = {n: summarize([r[i] for r in results]) for i, n in enumerate(names)}
+        run.finish(summary)
+        print('| Done: WebVision top-1 best %.2f%% last %.2f%%; ImageNet top-1 best %.2f%% last %.2f%%'
+              % (summary['webvision_top1']['best'], summary['webvision_top1']['last'],
+                 summary['imagenet_top1']['best'], summary['imagenet_top1']['last']))
     return summary
 
 

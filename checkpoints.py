@@ -9,19 +9,23 @@ A checkpoint is a dict of tensors and plain data (torch.load(weights_only=True) 
 import hashlib
 import os
 import random
+import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
 
-from cli import UsageError
+from cli import SaveError, UsageError
 
 FORMAT = 2  # 1: before the redesign (Clothing1M/WebVision carried the next epoch's division)
 
 
 def atomic_save(obj, path):
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
-    a kill at any moment leaves either the old or the new checkpoint, never half of one."""
+    a kill at any moment leaves either the old or the new file, never half of one. A failed
+    write (disk full, I/O error) removes the temporary file and raises SaveError saying how
+    much room a save needs."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
@@ -30,21 +34,95 @@ def atomic_save(obj, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        _remove(tmp)
+        if isinstance(e, RuntimeError) and 'PytorchStreamWriter' not in str(e):
+            raise  # not a write failure
+        need = payload_bytes(obj)
+        free = shutil.disk_usage(folder).free
+        raise SaveError('cannot write %s (%s): a save needs about %s free in %s (%s free now; the previous file '
+                        'stays until the new one is complete, so a checkpoint needs room for two). Free some space '
+                        'or pass another --checkpoint_dir; the last checkpoint is kept, resume from it with --resume'
+                        % (path, _first_line(e), _size(need), folder, _size(free))) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
         raise
 
 
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def remove_stale_temporaries(paths):
+    """Remove what saves of these files killed mid-write left behind ('.<name>.XXXXXXXX.tmp').
+    Only call it while holding the run's lock: then no save of these files is under way."""
+    removed = []
+    for path in paths:
+        folder, name = os.path.split(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            if entry.startswith('.' + name + '.') and entry.endswith('.tmp') and len(entry) == len(name) + 14:
+                os.remove(os.path.join(folder, entry))
+                removed.append(entry)
+    return removed
+
+
+def payload_bytes(obj):
+    """Bytes of tensor data in a (nested) checkpoint: what a save writes, give or take the metadata."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
+
+
+def _size(n):
+    return '%.1f GB' % (n / 1e9) if n >= 1e9 else '%.1f MB' % (n / 1e6)
+
+
+def _first_line(e):
+    lines = [l for l in str(e).splitlines() if l.strip()]
+    return (lines[0][:200] if lines else type(e).__name__)
+
+
+RUN_KEYS = ('format', 'script', 'epoch', 'settings', 'net1', 'net2', 'optimizer1', 'optimizer2', 'rng', 'log_offsets')
+
+
 def load_checkpoint(path):
-    """Read a checkpoint with torch.load(weights_only=True): tensors and plain data only."""
+    """Read and verify a run checkpoint. The file is a zip archive in which every record carries its
+    CRC-32; all are checked before anything is unpickled, so a damaged file (flipped or overwritten
+    bytes, a truncated or empty file) is refused instead of resumed with wrong numbers. Then
+    torch.load(weights_only=True): tensors and plain data only. Refuses files that are not run
+    checkpoints (e.g. the <run>_net1.pth.tar weights)."""
     if not os.path.isfile(path):
         raise UsageError('no checkpoint at %s: check --resume, or start the run without it' % path)
+    damaged = ('%s is damaged (%%s): it cannot be resumed. Restore it from a copy, or start a new run with '
+               '--overwrite' % path)
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise UsageError(damaged % ('%s bytes, not a checkpoint archive: %s' % (os.path.getsize(path),
+                                                                                  _first_line(e)))) from None
+    if bad is not None:
+        raise UsageError(damaged % ('its record %s fails its CRC-32 check' % bad))
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise UsageError('cannot read checkpoint %s (%s): it is damaged or not a checkpoint of these scripts'
-                         % (path, str(e).splitlines()[0][:200])) from None
+                         % (path, _first_line(e))) from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in RUN_KEYS if k != 'format'):
+        what = ('network weights (a state dict), like the <run>_net1.pth.tar files'
+                if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+                else 'no run checkpoint (it lacks %s)' % ', '.join(
+                    k for k in RUN_KEYS if k != 'format' and not (isinstance(ckpt, dict) and k in ckpt)))
+        raise UsageError('%s is not a run checkpoint: it holds %s. Resume from <run>_checkpoint.pth.tar'
+                         % (path, what))
+    return ckpt
 
 
 # ----------------------------------------------------------------------------------

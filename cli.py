@@ -1,40 +1,78 @@
 """The command line the three training scripts share: their flags, the checks that reject
 bad values with exit status 2, the read-only settings a run resolves them into, and the
 exit statuses of the expected failures."""
+import math
 import os
+import signal
 import sys
 import tempfile
 
 from dividemix import DivergenceError
 
-EXIT_USAGE = 2       # bad flag, missing or damaged data: nothing was trained
-EXIT_DIVERGED = 3    # a loss became NaN/inf: the last good checkpoint is kept
+EXIT_USAGE = 2       # bad flag, missing or damaged data, a failed save: nothing good was lost
+EXIT_DIVERGED = 3    # a loss or weight became NaN/inf: the last good checkpoint is kept
+# interrupted: 128 + the signal's number (130 SIGINT, 143 SIGTERM), the last checkpoint kept
 
 
 class UsageError(Exception):
     """Bad input: the message names the problem and the fix. Exits with status 2."""
 
 
+class SaveError(Exception):
+    """A checkpoint or weights file could not be written (disk full, I/O error); the previous file of
+    that name is intact. Exits with status 2."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived while a run was training (a BaseException, like KeyboardInterrupt,
+    so that no `except Exception` swallows it). Exits with status 128 + the signal's number."""
+
+    def __init__(self, signum):
+        self.signum = signum
+        super().__init__('interrupted by %s' % signal.Signals(signum).name)
+
+
+def _kept(e):
+    """What the message says about the run's last checkpoint (Run sets e.checkpoint, e.saved_epoch)."""
+    if getattr(e, 'checkpoint', None):
+        return 'The checkpoint after epoch %d is kept (%s)' % (e.saved_epoch, e.checkpoint)
+    return None
+
+
 def run_main(main, argv=None, data_errors=()):
-    """Run main(argv) and turn the expected failures into a message and an exit status.
-    data_errors: the loaders' error classes; raised during training (an image that is gone,
-    found by a DataLoader worker) they end the run like bad input, with the checkpoint of
-    the last finished epoch kept."""
+    """Run main(argv) and turn the expected failures into a message and an exit status:
+    2 bad input (UsageError; data_errors, the loaders' error classes, also when a DataLoader
+    worker raised one mid-run: the checkpoint of the last finished epoch is kept; SaveError),
+    3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM."""
     try:
         return main(argv)
-    except UsageError as e:
+    except (UsageError, SaveError) as e:
         print('error: %s' % e, file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except data_errors as e:
         msg = str(e)
         if 'Original Traceback' in msg:  # re-raised from a DataLoader worker: keep the original message
             msg = [l for l in msg.strip().splitlines() if l.strip()][-1].split(': ', 1)[-1]
-        print('error: %s' % msg, file=sys.stderr)
+        kept = _kept(e)
+        print('error: %s%s' % (msg, ('. ' + kept + ': fix the file, then continue with --resume.') if kept else ''),
+              file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except DivergenceError as e:
-        print('error: training diverged: %s. The last good checkpoint was kept; lower --lr, or resume '
-              'from it with --resume.' % e, file=sys.stderr)
+        kept = _kept(e)
+        print('error: training diverged: %s. %s' % (e, (
+            kept + ': --resume continues from it (with the same settings it reaches the same numbers again), or '
+            'lower --lr and start over with --overwrite.') if kept else
+            'No checkpoint of this run was written before it: lower --lr and start over (--overwrite).'),
+            file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        kept = _kept(e)
+        during = ' during epoch %d' % e.epoch if getattr(e, 'epoch', None) is not None else ''
+        print('\nerror: interrupted by %s%s. %s' % (signal.Signals(signum).name, during, (
+            kept + ': continue with the same command and --resume.') if kept else
+            'No epoch of this run had finished: nothing to resume; start it again.'), file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 class Settings(object):
@@ -125,20 +163,32 @@ def add_runtime_args(parser):
 
 
 def check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False, hint=''):
-    """Raise UsageError unless lo <= value <= hi (strict where *_open)."""
+    """Raise UsageError unless value is a finite number with lo <= value <= hi (strict where *_open).
+    NaN compares false with everything, so it is refused first, by name."""
+    if not math.isfinite(value):
+        raise UsageError('--%s %s is not a finite number%s' % (name, value, ('; ' + hint) if hint else ''))
     bad = ((lo is not None and (value < lo or (lo_open and value == lo)))
            or (hi is not None and (value > hi or (hi_open and value == hi))))
     if bad:
-        lo_s = '' if lo is None else ('(%g' % lo if lo_open else '[%g' % lo)
-        hi_s = '' if hi is None else ('%g)' % hi if hi_open else '%g]' % hi)
+        num = lambda v: str(v) if isinstance(v, int) else '%g' % v
+        lo_s = '' if lo is None else ('(' if lo_open else '[') + num(lo)
+        hi_s = '' if hi is None else num(hi) + (')' if hi_open else ']')
         interval = '%s, %s' % (lo_s or '(-inf', hi_s or 'inf)')
-        raise UsageError('--%s %g is outside %s%s' % (name, value, interval, ('; ' + hint) if hint else ''))
+        raise UsageError('--%s %s is outside %s%s' % (name, num(value), interval, ('; ' + hint) if hint else ''))
+
+
+MAX_SEED = 2 ** 32 - 1  # numpy's np.random.seed takes 0..2**32-1; torch would take more
 
 
 def check_common_args(args):
-    """Range checks of the flags every script shares; each names the flag and the valid range."""
+    """Range checks of the flags every script shares; each names the flag and the valid range.
+    They run before anything is read or written."""
     for name in ('batch_size', 'log_every'):
         check_range(name, getattr(args, name), 1)
+    if getattr(args, 'eval_batch_size', None) is not None:
+        check_range('eval_batch_size', args.eval_batch_size, 1)
+    check_range('seed', args.seed, 0, MAX_SEED, hint='numpy and torch are seeded with it')
+    check_id(args.id)
     check_range('num_workers', args.num_workers, 0)
     check_range('num_epochs', args.num_epochs, 0)
     check_range('lr', args.lr, 0, lo_open=True)
@@ -151,6 +201,14 @@ def check_common_args(args):
         check_range('lambda_u', args.lambda_u, 0)
     if args.tensorboard is not None:
         check_tensorboard()
+
+
+def check_id(run_id):
+    """--id names files inside --checkpoint_dir: no folder parts."""
+    bad = [c for c in ('/', os.sep, os.altsep, '\0') if c and c in run_id]
+    if bad or run_id in ('.', '..'):
+        raise UsageError('--id %r would name a file outside --checkpoint_dir (%s): use a plain name, and '
+                         '--checkpoint_dir for the folder' % (run_id, 'it contains %r' % bad[0] if bad else 'a folder'))
 
 
 def check_tensorboard():

@@ -27,6 +27,7 @@ human labels aggre, worst, rand1, rand2, rand3 (CIFAR-10N) and noisy100 (CIFAR-1
 """
 import gzip
 import json
+import math
 import os
 import pickle
 import random
@@ -93,8 +94,19 @@ def _cifar_arrays(dic, label_key, file):
     if not isinstance(dic, dict) or 'data' not in dic or label_key not in dic:
         raise DatasetError('%s has no "data"/"%s" entries: it is not a %s file; check --dataset and '
                            '--data_path' % (file, label_key, 'CIFAR-100' if label_key == 'fine_labels' else 'CIFAR-10'))
-    data = np.asarray(dic['data'], dtype=np.uint8)
-    labels = np.asarray(dic[label_key], dtype=np.int64)
+    data = np.asarray(dic['data'])
+    if data.dtype != np.uint8:  # a cast would turn e.g. pixels scaled to [0, 1] into zeros and ones, silently
+        integral = data.dtype.kind in 'iu' and data.size and 0 <= data.min() and data.max() <= 255
+        if not integral:
+            raise DatasetError('%s holds pixels of type %s%s; the python-version CIFAR archives store bytes '
+                               '0..255 (uint8): re-extract the original archive'
+                               % (file, data.dtype, ' outside 0..255' if data.dtype.kind in 'iu' else ''))
+        data = data.astype(np.uint8)
+    try:
+        labels = np.asarray(dic[label_key], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DatasetError('%s: its "%s" are not integer class indices (e.g. %r): re-extract the original archive'
+                           % (file, label_key, list(dic[label_key])[:1])) from None
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(labels):
         raise DatasetError('%s holds data of shape %s for %d labels; expected rows of 3072 bytes, one per '
                            'label: the file is damaged, re-extract it' % (file, data.shape, len(labels)))
@@ -387,9 +399,15 @@ def default_noise_file(root_dir, r, noise_mode, seed=None, dataset='cifar10'):
 
 def read_noise_file(noise_file, num_samples, num_class):
     """Read and check a cached noise file: a JSON list of num_samples ints in [0, num_class)."""
+    if os.path.isdir(noise_file):
+        raise DatasetError('noise file %s is a folder: pass the path of a JSON file with --noise_file (it is '
+                           'created there when missing)' % noise_file)
     try:
         with open(noise_file, 'r') as f:
             labels = json.load(f)
+    except OSError as e:
+        raise DatasetError('cannot read noise file %s (%s): make it readable, or pass another --noise_file'
+                           % (noise_file, e.strerror or e)) from None
     except ValueError as e:
         raise DatasetError('noise file %s is not valid JSON (%s): delete it to regenerate the noise, '
                            'or pass a valid --noise_file' % (noise_file, e)) from None
@@ -406,6 +424,33 @@ def read_noise_file(noise_file, num_samples, num_class):
                            'with more classes; delete it or pass the right --noise_file'
                            % (noise_file, num_class, bad[0]))
     return labels
+
+
+def expected_noise_rate(noise_mode, r, train_label, num_class, dataset='cifar10', coarse=None):
+    """(mean, sd) of the fraction of labels that the noise of a synthetic mode changes, for these true
+    labels: what a noise file made for r and noise_mode must show, up to sampling noise. None for the
+    CIFAR-N modes (human labels: no r). n = int(r * N) samples are chosen; sym gives each of them a
+    uniform label (changed with probability (C-1)/C), the class maps change the chosen samples whose
+    class maps elsewhere (hypergeometric), instance flips sample i with q_i ~ N(r, 0.1) on [0, 1]."""
+    labels = np.asarray(train_label, dtype=np.int64)
+    N = len(labels)
+    if noise_mode in CIFARN_MODES or N == 0:
+        return None
+    n = int(r * N)
+    if noise_mode == 'sym':
+        p = (num_class - 1) / num_class
+        return n * p / N, (n * p * (1 - p)) ** 0.5 / N
+    if noise_mode == 'instance':
+        s = 0.1
+        pdf = lambda z: np.exp(-z * z / 2) / (2 * np.pi) ** 0.5
+        cdf = lambda z: 0.5 * (1 + math.erf(z / 2 ** 0.5))
+        a, b = (0 - r) / s, (1 - r) / s
+        mean = r + s * (pdf(a) - pdf(b)) / (cdf(b) - cdf(a))  # the truncated normal's mean
+        return mean, ((N * mean * (1 - mean)) ** 0.5 + s * N ** 0.5) / N
+    mapping = class_map(dataset, noise_mode, num_class, coarse=coarse, fine=labels)
+    p = float(np.mean([mapping[int(c)] != int(c) for c in labels]))
+    var = n * p * (1 - p) * (N - n) / max(N - 1, 1)
+    return n * p / N, var ** 0.5 / N
 
 
 def make_noise_labels(dataset, data, r, noise_mode, num_class, rng=random, seed=None, cifarn_file=None):

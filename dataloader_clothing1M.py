@@ -202,9 +202,42 @@ class clothing_dataloader():
         raise ValueError("mode must be warmup, train, eval_train, val or test, not %r" % mode)
 
     def check(self):
-        """Read every list now, so that a missing or malformed one stops a run before training."""
-        for name, labeled in ((NOISY_KV, True), (CLEAN_KV, True), (TRAIN_KEYS, False), (VAL_KEYS, False),
-                              (TEST_KEYS, False)):
-            _read_list(self.root, name, labeled)
-        clothing_dataset(self.root, None, 'val')
-        clothing_dataset(self.root, None, 'test')
+        """Before training: read every list, refuse empty ones and labels outside 0..num_class-1, and
+        check that every listed image exists, so that none of it stops a run halfway."""
+        for name in (NOISY_KV, CLEAN_KV):
+            for img_path, label in _read_list(self.root, name, True).items():
+                if not 0 <= label < self.num_class:
+                    raise DatasetError('%s gives %s the label %d, outside 0..%d (Clothing1M has %d classes): fix '
+                                       'the line' % (os.path.join(self.root, name), PREFIX + img_path[len(self.root) + 1:],
+                                                     label, self.num_class - 1, self.num_class))
+        for name in (TRAIN_KEYS, VAL_KEYS, TEST_KEYS):
+            if not _read_list(self.root, name, False):
+                raise DatasetError('%s lists no image: DivideMix needs training, validation and test images; use '
+                                   'the lists of the official release' % os.path.join(self.root, name))
+        train, noisy = _read_list(self.root, TRAIN_KEYS, False), _read_list(self.root, NOISY_KV, True)
+        unlabeled = [p for p in train if p not in noisy]
+        if unlabeled:
+            raise DatasetError('%d keys of %s have no label in %s (first: %s)' % (
+                len(unlabeled), TRAIN_KEYS, NOISY_KV, unlabeled[0]))
+        for name, paths in ((TRAIN_KEYS, train), (VAL_KEYS, clothing_dataset(self.root, None, 'val').val_imgs),
+                            (TEST_KEYS, clothing_dataset(self.root, None, 'test').test_imgs)):
+            check_files_exist(paths, os.path.join(self.root, name))
+
+
+def check_files_exist(paths, list_path, show=5):
+    """Raise DatasetError naming the missing files among `paths` (listed in list_path): one directory
+    listing per folder instead of one stat per file, which matters for a million-line list."""
+    folders = {}
+    for p in paths:
+        folder, name = os.path.split(p)
+        folders.setdefault(folder, []).append(name)
+    missing = []
+    for folder, names in folders.items():
+        try:
+            present = set(os.listdir(folder))
+        except OSError:
+            present = set()
+        missing.extend(os.path.join(folder, n) for n in names if n not in present)
+    if missing:
+        raise DatasetError('%d of the %d images listed in %s are missing, e.g. %s: restore them, or remove their lines '
+                           'from the list' % (len(missing), len(paths), list_path, ', '.join(missing[:show])))

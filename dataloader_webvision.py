@@ -63,6 +63,9 @@ def read_filelist(root_dir, name, num_class):
                     target = int(entry[1])
                 except ValueError:
                     raise DatasetError('%s line %d: label %r is not an integer' % (path, lineno, entry[1])) from None
+                if target < 0:
+                    raise DatasetError('%s line %d: label %d is negative; labels are WebVision class indices 0..999'
+                                       % (path, lineno, target))
                 if target < num_class:
                     imgs.append(entry[0])
                     labels[entry[0]] = target
@@ -189,7 +192,36 @@ class webvision_dataloader():
         raise ValueError("mode must be warmup, train, eval_train, test or imagenet, not %r" % mode)
 
     def check(self):
-        """Read the lists and the ImageNet folders now, so a broken root stops a run before training."""
-        webvision_dataset(self.root_dir, None, 'all', self.num_class)
-        webvision_dataset(self.root_dir, None, 'test', self.num_class)
-        imagenet_dataset(self.root_dir, None, self.num_class)
+        """Before training: read the lists and the ImageNet folders, refuse empty test sets, and check
+        that every listed image exists, so that none of it stops a run halfway."""
+        train = webvision_dataset(self.root_dir, None, 'all', self.num_class)
+        val = webvision_dataset(self.root_dir, None, 'test', self.num_class)
+        imagenet = imagenet_dataset(self.root_dir, None, self.num_class)
+        for name, n in ((os.path.join(self.root_dir, VAL_LIST), len(val)),
+                        (os.path.join(self.root_dir, 'imagenet', 'val'), len(imagenet))):
+            if n == 0:
+                raise DatasetError('%s holds no image of classes 0..%d: the test would be on nothing; check '
+                                   '--data_path and --num_class' % (name, self.num_class - 1))
+        check_files_exist([os.path.join(self.root_dir, p) for p in train.train_imgs],
+                          os.path.join(self.root_dir, TRAIN_LIST))
+        check_files_exist([os.path.join(self.root_dir, 'val_images_256', p) for p in val.val_imgs],
+                          os.path.join(self.root_dir, VAL_LIST))
+
+
+def check_files_exist(paths, list_path, show=5):
+    """Raise DatasetError naming the missing files among `paths` (listed in list_path): one directory
+    listing per folder instead of one stat per file, which matters for a list of millions."""
+    folders = {}
+    for p in paths:
+        folder, name = os.path.split(p)
+        folders.setdefault(folder, []).append(name)
+    missing = []
+    for folder, names in folders.items():
+        try:
+            present = set(os.listdir(folder))
+        except OSError:
+            present = set()
+        missing.extend(os.path.join(folder, n) for n in names if n not in present)
+    if missing:
+        raise DatasetError('%d of the %d images listed in %s are missing, e.g. %s: restore them, or remove their lines '
+                           'from the list' % (len(missing), len(paths), list_path, ', '.join(missing[:show])))

@@ -68,12 +68,15 @@ class Config:
 
 
 class DivergenceError(RuntimeError):
-    """A training loss became NaN or infinite."""
+    """A loss or a weight became NaN or infinite. phase: where ('training', 'warm-up', the
+    per-sample losses of co-divide, the weights of a net); iteration: within a pass, if any."""
 
-    def __init__(self, phase, epoch, iteration):
+    def __init__(self, phase, epoch, iteration=None):
         self.phase, self.epoch, self.iteration = phase, epoch, iteration
-        super().__init__('non-finite loss (NaN or inf) in %s at epoch %d, iteration %d'
-                         % (phase, epoch, iteration))
+        where = '' if epoch is None else ' at epoch %d' % epoch
+        where += '' if iteration is None else ', iteration %d' % iteration
+        what = 'non-finite values (NaN or inf) in' if iteration is None else 'non-finite loss (NaN or inf) in'
+        super().__init__('%s %s%s' % (what, phase, where))
 
 
 # ----------------------------------------------------------------------------------
@@ -326,11 +329,15 @@ def new_histories(window=5):
     return [collections.deque(maxlen=window), collections.deque(maxlen=window)]
 
 
-def eval_train(net, batches, cfg, *, history=None, net_index=0, autocast=contextlib.nullcontext):
+def eval_train(net, batches, cfg, *, history=None, net_index=0, epoch=None, autocast=contextlib.nullcontext):
     """Per-sample losses -> min-max normalise -> (history average) -> GMM -> a Division.
     history: a list or deque the normalised loss vector is appended to (the caller keeps it
-    across epochs); the GMM input is the mean of its last cfg.loss_window vectors."""
-    losses = normalize_losses(per_sample_losses(net, batches, autocast))
+    across epochs); the GMM input is the mean of its last cfg.loss_window vectors.
+    Non-finite losses raise DivergenceError (epoch: for its message)."""
+    raw = per_sample_losses(net, batches, autocast)
+    if not bool(torch.isfinite(raw).all()):
+        raise DivergenceError('the per-sample losses of net%d (co-divide)' % (net_index + 1), epoch)
+    losses = normalize_losses(raw)
     if history is None:
         history = []
     history.append(losses)
@@ -345,12 +352,12 @@ def eval_train(net, batches, cfg, *, history=None, net_index=0, autocast=context
                     gmm=gmm)
 
 
-def co_divide(nets, source, cfg, *, histories=None, autocast=contextlib.nullcontext):
+def co_divide(nets, source, cfg, *, histories=None, epoch=None, autocast=contextlib.nullcontext):
     """Both nets divide (net k the samples of source.eval_batches(k)) before either trains.
     histories: the two nets' loss histories (new_histories()), or None to keep none.
     Returns [division by net1, division by net2]."""
     return [eval_train(nets[k], source.eval_batches(k), cfg, history=None if histories is None else histories[k],
-                       net_index=k, autocast=autocast) for k in range(2)]
+                       net_index=k, epoch=epoch, autocast=autocast) for k in range(2)]
 
 
 def division_stats(prob, pred, clean):
@@ -473,17 +480,20 @@ def co_train(nets, optimizers, source, divisions, cfg, *, epoch, rng=np.random, 
 # ----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext):
+def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext, epoch=None):
     """Top-k accuracy (%) of the ensemble prediction sum_k nets[k](x), eval mode.
-    batches: iterable of (inputs, targets). One net gives its own accuracy."""
+    batches: iterable of (inputs, targets). One net gives its own accuracy. Non-finite outputs
+    (nets that diverged without a non-finite loss) raise DivergenceError (epoch: for its message)."""
     for net in nets:
         net.eval()
     maxk = max(topk)
     correct = None
     total = 0
+    finite = True
     for inputs, targets in batches:
         with autocast():
             outputs = sum(net(inputs).float() for net in nets)
+        finite = torch.isfinite(outputs).all() & finite  # one sync at the end, not one per batch
         k = min(maxk, outputs.size(1))
         _, pred = outputs.topk(k, dim=1)
         hit = pred.eq(targets.view(-1, 1))
@@ -492,4 +502,7 @@ def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext)
         total += targets.size(0)
     if not total:
         return [float('nan')] * len(topk)
+    if not bool(finite):
+        raise DivergenceError('the outputs of %s on a test split' % ('both nets' if len(nets) > 1 else 'the net'),
+                              epoch)
     return [100.0 * c / total for c in correct.tolist()]

@@ -184,7 +184,7 @@ def evidence_parts(args, fashion):
     """(noise label, [DivideMix part, cross-entropy part]) per noise setting, in order."""
     out = os.path.join(args.out, 'evidence')
     settings = [('sym', 0.8), ('asym', 0.4)]
-    scale = (['--train_subset', '200', '--test_subset', '100', '--width', '4', '--num_epochs', '2', '--warm_up', '1',
+    scale = (['--train_subset', '200', '--test_subset', '100', '--width', '4', '--num_epochs', '1', '--warm_up', '1',
               '--device', 'cpu'] if args.smoke else
              ['--num_epochs', str(args.epochs), '--warm_up', str(args.warm_up), '--lr_decay_epoch',
               str(args.lr_decay_epoch), '--device', 'cuda'])

@@ -14,7 +14,10 @@ a checkpoint from which the run continues exactly.
 """
 import json
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 
 import numpy as np
@@ -22,14 +25,15 @@ import torch
 import torch.optim as optim
 
 import dividemix as dm
-from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, rng_state, seed_everything,
-                         set_rng_state)
-from cli import UsageError, print_settings
+from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, remove_stale_temporaries, rng_state,
+                         seed_everything, set_rng_state)
+from cli import Interrupted, UsageError, print_settings
 from logs import RunLog, progress_bars
 
 # Settings that may change between a run and its resumption: they do not alter the numbers.
 RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
-               'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard')
+               'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard',
+               'accept_noise_file')
 
 
 def compare_settings(saved, current, ignore=()):
@@ -57,8 +61,60 @@ def summarize(accs):
     return {'best': max(accs), 'last': accs[-1], 'mean_last10': float(np.mean(accs[-10:])), 'epochs': len(accs)}
 
 
+class RunLock(object):
+    """One run per run name at a time: an exclusive flock on <stem>.lock, held for the run's life.
+    The kernel drops it when the holder dies, however it dies, so a lock left by a killed run is
+    stale and taken over; the file names the holder (pid, host) for the refusal's message.
+    (flock is local: on a network file system shared by several hosts, give runs distinct --id.)"""
+
+    def __init__(self, path):
+        self.path, self.fd = path, None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 4096).decode(errors='replace').strip()
+                os.close(fd)
+                try:
+                    holder = 'pid %(pid)s on host %(host)s, started %(started)s' % json.loads(holder)
+                except (ValueError, KeyError, TypeError):
+                    holder = 'holder unknown'
+                raise UsageError('another run with this name is running (%s): %s is locked. Wait for it to end, or '
+                                 'give this run another --id or --checkpoint_dir' % (holder, self.path)) from None
+            try:  # still the file at self.path? (a run that just ended removes it; then lock the new one)
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                 'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            try:
+                os.remove(self.path)  # removed while still held: a waiting run re-opens and locks the new file
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
 class Run(object):
-    """One training run of two networks.
+    """One training run of two networks; a context manager (`with Run(...) as run:`) that holds the
+    run's lock, turns SIGTERM/SIGINT into Interrupted, and on the way out says which checkpoint is
+    left (for the exit message) and releases everything.
 
     script: the script's name (recorded in the checkpoint; a checkpoint of another script is
     refused). settings: cli.Settings. stem: output path without suffix. log_files: name ->
@@ -72,12 +128,21 @@ class Run(object):
         self.script, self.s, self.runtime, self.stem, self.name = script, settings, runtime, stem, name
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
-        self.ckpt = self._checkpoint_to_resume()
-        start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
-        board = (os.path.join(settings.tensorboard, os.path.basename(stem))
-                 if settings.get('tensorboard') is not None else None)
-        self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
-                          tensorboard=board, start_epoch=start_epoch)
+        self.epoch = self.saved_epoch = self.log = None
+        self.lock = RunLock(stem + '.lock').acquire()
+        try:
+            remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
+            self.ckpt = self._checkpoint_to_resume()
+            start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
+            if self.ckpt is not None:
+                self.saved_epoch = self.ckpt['epoch']
+            board = (os.path.join(settings.tensorboard, os.path.basename(stem))
+                     if settings.get('tensorboard') is not None else None)
+            self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
+                              tensorboard=board, start_epoch=start_epoch)
+        except BaseException:
+            self.lock.release()
+            raise
         print_settings(title, settings.as_dict(), notes)
         for line in info:
             print('| ' + line)
@@ -86,6 +151,28 @@ class Run(object):
                 json.dump(dict(settings.as_dict(), **dict(extra_settings or {}, torch=torch.__version__,
                                                           device_name=runtime.describe())),
                           f, indent=1, sort_keys=True)
+
+    def __enter__(self):
+        self._handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            def interrupt(signum, frame):
+                raise Interrupted(signum)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._handlers[signum] = signal.signal(signum, interrupt)
+        return self
+
+    def __exit__(self, etype, e, tb):
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        if e is not None:  # what the exit message tells (cli.run_main)
+            e.checkpoint = self.ckpt_path if self.saved_epoch is not None else None
+            e.saved_epoch = self.saved_epoch
+            if not isinstance(e, dm.DivergenceError):
+                e.epoch = self.epoch
+        if self.log is not None:
+            self.log.close()
+        self.lock.release()
+        return False
 
     # ------------------------------------------------------------------ resume or start afresh
 
@@ -181,6 +268,7 @@ class Run(object):
         the epoch's divisions or None)."""
         s, cfg, nets = self.s, self.cfg, self.runs
         self._t0 = time.time()
+        self.epoch = epoch
         lr = dm.learning_rate(epoch, s.lr, s.lr_decay_epoch)
         dm.set_lr(self.optimizers, lr)
         record = {'epoch': epoch, 'lr': lr, 'phase': 'warmup' if self.is_warmup(epoch) else 'train'}
@@ -191,10 +279,10 @@ class Run(object):
             record.update(dm.warmup(nets, self.optimizers, self.source, cfg, epoch=epoch, **common))
             if monitor:
                 with forked_rng(self.source):
-                    divisions = dm.co_divide(nets, self.source, cfg, autocast=self.runtime.autocast)
+                    divisions = dm.co_divide(nets, self.source, cfg, epoch=epoch, autocast=self.runtime.autocast)
             stats = self._division_stats(divisions)
         else:
-            divisions = dm.co_divide(nets, self.source, cfg, histories=self.histories,
+            divisions = dm.co_divide(nets, self.source, cfg, epoch=epoch, histories=self.histories,
                                      autocast=self.runtime.autocast)
             stats = self._division_stats(divisions)
             for k in range(2):  # net k trains on the division made by its peer
@@ -205,7 +293,17 @@ class Run(object):
             record.update(dm.co_train(nets, self.optimizers, self.source, divisions, cfg, epoch=epoch, **common))
         for k, st in enumerate(stats):
             record.update({key + str(k + 1): value for key, value in st.items()})
+        self._check_weights(epoch)
         return record, divisions
+
+    def _check_weights(self, epoch):
+        """Non-finite weights (a divergence the losses did not show) stop the run before anything is
+        evaluated, saved as best, or checkpointed."""
+        for k, net in enumerate(self.nets):
+            values = [t for t in net.state_dict().values() if t.is_floating_point()]
+            finite = torch.stack([torch.isfinite(t).all() for t in values]).all()
+            if not bool(finite):
+                raise dm.DivergenceError('the weights of net%d' % (k + 1), epoch)
 
     def _division_stats(self, divisions):
         if divisions is None:
@@ -226,7 +324,7 @@ class Run(object):
     def test(self, split='test', nets=(0, 1), topk=(1,)):
         """Top-k accuracy (%) of the ensemble of `nets` on a clean split of the source."""
         return dm.ensemble_accuracy([self.runs[k] for k in nets], self.source.test_batches(split), topk=topk,
-                                    autocast=self.runtime.autocast)
+                                    autocast=self.runtime.autocast, epoch=self.epoch)
 
     # ------------------------------------------------------------------ after each epoch, at the end
 
@@ -245,6 +343,7 @@ class Run(object):
             ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
         ckpt.update(state)
         atomic_save(ckpt, self.ckpt_path)
+        self.saved_epoch = epoch
 
     def save_nets(self, paths=None):
         """Save both nets' state dicts (default <stem>_net1.pth.tar, <stem>_net2.pth.tar)."""
@@ -256,5 +355,6 @@ class Run(object):
         """The last JSON line {'summary': summary}, then <stem>_summary.json (summary_file, or summary)."""
         self.log.json('json', {'summary': summary})
         self.log.close()
+        self.log = None
         with open(self.stem + '_summary.json', 'w') as f:
             json.dump(summary if summary_file is None else summary_file, f, indent=1)

@@ -36,3 +36,18 @@ def fashion_dir(tmp_path):
     root = str(tmp_path / 'fashion')
     make_fashion(root)
     return root
+
+
+def tiny_net(num_classes):
+    """A stand-in for ResNet-50 / InceptionResNetV2 in the tests that are not about the model."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=8), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    """Clothing1M and WebVision runs with tiny_net instead of their real networks."""
+    import Train_clothing1M
+    import Train_webvision
+    monkeypatch.setattr(Train_clothing1M, 'create_model', lambda s, state=None: tiny_net(s.num_class))
+    monkeypatch.setattr(Train_webvision, 'InceptionResNetV2', tiny_net)

@@ -84,7 +84,7 @@ def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
     """The real model, once: the paper's PreResNet-18 (width 64), a warm-up and a DivideMix epoch."""
     ck = str(tmp_path / 'ck')
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '32',
-                     '--train_subset', '96', '--test_subset', '20', '--num_workers', '0', '--checkpoint_dir', ck],
+                     '--train_subset', '64', '--test_subset', '20', '--num_workers', '0', '--checkpoint_dir', ck],
                     capsys)
     assert code == 0, err
     stem = os.path.join(ck, 'cifar10_0.5_sym')
@@ -505,7 +505,7 @@ def test_resume_refuses_other_settings_or_labels(earlier_run, tmp_path, capsys):
     with open(os.path.join(other, '0.5_sym.json'), 'w') as f:
         json.dump([0] * 200, f)
     code, err = run(['--data_path', other, '--num_epochs', '2', '--warm_up', '1', '--checkpoint_dir', ck,
-                     '--resume'] + FAST, capsys)
+                     '--resume', '--accept_noise_file'] + FAST, capsys)
     assert code == 2 and 'the noisy labels differ' in err
     assert snapshot(ck) == before
     code, err = run(['--data_path', data, '--checkpoint_dir', ck, '--resume', str(tmp_path / 'none.pth.tar')] + FAST,
