@@ -253,12 +253,7 @@ def main(argv=None):
     header = ('%d synthetic 32x32 images, PreResNet-18 width %d, batch %d, torch %s, %s'
               % (args.num_images, args.width, args.batch_size, torch.__version__,
                  results[0]['device'].split(',')[0]))  # the device; precision and layout are per config
-    print('\n' + header + '\n\n' + md)
-    if args.out:
-        with open(args.out + '.md', 'w') as f:
-            f.write(header + '\n\n' + md + '\n')
-        with open(args.out + '.json', 'w') as f:
-            json.dump({'args': vars(args), 'results': results, 'torch': torch.__version__}, f, indent=1)
+    report(args, header, md, {'results': results})
     return results
 
 
@@ -267,14 +262,18 @@ def run_breakdown(data, args):
     header = ('Where a post-warm-up epoch goes: config %s, %d synthetic 32x32 images, PreResNet-18 width %d, '
               'batch %d, torch %s, %s' % (r['config'], args.num_images, args.width, args.batch_size,
                                          torch.__version__, r['device']))
-    md = breakdown_table(r)
+    report(args, header, breakdown_table(r), {'breakdown': r})
+    return r
+
+
+def report(args, header, md, raw):
+    """Print the table under its header; with --out also write it (.md) and the raw numbers (.json)."""
     print('\n' + header + '\n\n' + md)
     if args.out:
         with open(args.out + '.md', 'w') as f:
             f.write(header + '\n\n' + md + '\n')
         with open(args.out + '.json', 'w') as f:
-            json.dump({'args': vars(args), 'breakdown': r, 'torch': torch.__version__}, f, indent=1)
-    return r
+            json.dump(dict(raw, args=vars(args), torch=torch.__version__), f, indent=1)
 
 
 if __name__ == '__main__':

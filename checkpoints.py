@@ -19,6 +19,8 @@ import torch
 from cli import SaveError, UsageError
 
 FORMAT = 2  # 1: before the redesign (Clothing1M/WebVision carried the next epoch's division)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_save(obj, path):
@@ -32,17 +34,17 @@ def atomic_save(obj, path):
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from the user's group
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         _remove(tmp)
-        if isinstance(e, RuntimeError) and 'PytorchStreamWriter' not in str(e):
-            raise  # not a write failure
+        if isinstance(e, RuntimeError) and not any(m in str(e) for m in ('inline_container', 'PytorchStreamWriter')):
+            raise  # not a failure of torch's file writer (a full disk shows as 'unexpected pos ...' there)
         need = payload_bytes(obj)
         free = shutil.disk_usage(folder).free
         raise SaveError('cannot write %s (%s): a save needs about %s free in %s (%s free now; the previous file '
-                        'stays until the new one is complete, so a checkpoint needs room for two). Free some space '
-                        'or pass another --checkpoint_dir; the last checkpoint is kept, resume from it with --resume'
+                        'stays until the new one is complete, so a checkpoint needs room for two)'
                         % (path, _first_line(e), _size(need), folder, _size(free))) from None
     except BaseException:
         _remove(tmp)

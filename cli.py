@@ -46,8 +46,15 @@ def run_main(main, argv=None, data_errors=()):
     3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM."""
     try:
         return main(argv)
-    except (UsageError, SaveError) as e:
+    except UsageError as e:
         print('error: %s' % e, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except SaveError as e:
+        kept = _kept(e)
+        print('error: %s. %s' % (e, (kept + ': free some space (or move the run to another --checkpoint_dir), then '
+                                     'continue with --resume.') if kept else
+                                 'No checkpoint of this run was written yet: free some space, then start it again.'),
+              file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except data_errors as e:
         msg = str(e)

@@ -226,7 +226,8 @@ class clothing_dataloader():
 
 def check_files_exist(paths, list_path, show=5):
     """Raise DatasetError naming the missing files among `paths` (listed in list_path): one directory
-    listing per folder instead of one stat per file, which matters for a million-line list."""
+    listing per folder instead of one stat per file, which matters for a million-line list.
+    (Also in dataloader_webvision.py: each loader works copied alone.)"""
     folders = {}
     for p in paths:
         folder, name = os.path.split(p)
