@@ -8,10 +8,8 @@ the run's plumbing in run.py.
 """
 import argparse
 import os
-import socket
 
 import torch
-import torch.nn as nn
 import torchvision
 
 import dataloader_clothing1M as dataloader
@@ -20,6 +18,7 @@ from checkpoints import atomic_save, file_digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, run_main)
 from data_sources import ClothingSource
+from pretrained import classifier, load_weights
 from run import Run, algorithm_config
 from runtime import Runtime
 
@@ -53,55 +52,18 @@ def check_args(args):
                          % (args.num_class, dataloader.NUM_CLASS))
 
 
-# ----------------------------------------------------------------------------------
-# ResNet-50 with ImageNet weights, never silently from scratch
-# ----------------------------------------------------------------------------------
+# ResNet-50 with ImageNet weights, never silently from scratch (pretrained.py)
 
 def imagenet_weights(args):
     """The ImageNet state dict of torchvision's ResNet-50 (IMAGENET1K_V1, what pretrained=True gave
     the reference), from --pretrained_path, torch's cache, or a download; else a clear error."""
-    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
-    filename = os.path.basename(weights.url)
-    cache = os.path.join(torch.hub.get_dir(), 'checkpoints', filename)
-    how = ('Provide them with --pretrained_path /path/to/%s, or put that file in torch\'s cache folder %s '
-           '(set TORCH_HOME to move the cache), e.g. after downloading %s on a machine with internet. '
-           '--random_init trains from scratch instead (not the paper\'s setting).'
-           % (filename, os.path.dirname(cache), weights.url))
-    path = args.pretrained_path or cache
-    if args.pretrained_path and not os.path.isfile(path):
-        raise UsageError('--pretrained_path %s does not exist. %s' % (path, how))
-    if not os.path.isfile(path):
-        if args.offline:
-            raise UsageError('ResNet-50 ImageNet weights are not cached at %s and --offline forbids a download. %s'
-                             % (cache, how))
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(60)
-        try:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            torch.hub.download_url_to_file(weights.url, cache, progress=False)
-        except Exception as e:
-            raise UsageError('ResNet-50 ImageNet weights are not cached at %s and downloading %s failed (%s). %s'
-                             % (cache, weights.url, str(e).splitlines()[0][:200], how)) from None
-        finally:
-            socket.setdefaulttimeout(old)
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise UsageError('cannot read ImageNet weights %s (%s). %s'
-                         % (path, str(e).splitlines()[0][:200], how)) from None
-    return state.get('state_dict', state) if isinstance(state, dict) else state
+    return load_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V1, args.pretrained_path, args.offline,
+                        what='ResNet-50 ImageNet weights')
 
 
 def create_model(s, state=None):
-    model = torchvision.models.resnet50(weights=None)
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise UsageError('the weights file does not fit torchvision\'s ResNet-50 (%s); pass the ImageNet '
-                             'weights of torchvision.models.resnet50' % str(e).splitlines()[0][:200]) from None
-    model.fc = nn.Linear(2048, s.num_class)
-    return model
+    """torchvision's ResNet-50 with `state` (ImageNet weights; None: random init), fc -> Linear(2048, 14)."""
+    return classifier('resnet50', s.num_class, state)
 
 
 def main(argv=None):

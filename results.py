@@ -9,6 +9,7 @@ Reads what the training scripts write (and what the reference scripts wrote):
                 (+ _log.jsonl for the labeled-set AUC, when present)
     Clothing1M: <id>.txt    'Validation Epoch:...' and 'Test Accuracy:%.2f'
     WebVision:  <id>_acc.txt 'Epoch:%d \\t WebVision Acc: %.2f%% (%.2f%%) \\t ImageNet Acc: ...'
+    own data:   <id>_acc.txt 'Epoch:%d   Accuracy:%.2f' (Train_folder.py, a clean test or val split)
 and prints one table per dataset / noise setting: best, last and mean of the last 10
 epochs' test accuracy, with the paper's best / last where the paper has the cell.
 
@@ -90,6 +91,11 @@ def collect(folders):
                 cell = paper.RESULTS.get((dataset, mode, r))
                 row['paper'] = '%.1f / %.1f' % cell if cell else '-'
                 groups.setdefault('%s, %s %.0f%%' % (dataset, mode, 100 * r), []).append(row)
+            elif name.endswith('_acc.txt') and any(CIFAR_ACC.match(l) for l in lines):  # Train_folder.py runs
+                accs = [float(m.group(2)) for m in map(CIFAR_ACC.match, lines) if m]
+                groups.setdefault('own data (Train_folder.py)', []).append(dict(
+                    stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]), id='', paper='-',
+                    auc=last_auc(path[:-len('_acc.txt')] + '_log.jsonl')))
             elif any(WEB_ACC.match(l) for l in lines):
                 res = [tuple(float(x) for x in m.groups()[1:]) for m in map(WEB_ACC.match, lines) if m]
                 row = {'run': os.path.join(folder, name[:-len('_acc.txt')] or '(no id)')}

@@ -33,7 +33,7 @@ from logs import RunLog, progress_bars
 # Settings that may change between a run and its resumption: they do not alter the numbers.
 RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
                'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard',
-               'accept_noise_file')
+               'accept_noise_file', 'offline', 'report_only', 'report_every')
 
 
 def compare_settings(saved, current, ignore=()):
@@ -120,11 +120,12 @@ class Run(object):
     refused). settings: cli.Settings. stem: output path without suffix. log_files: name ->
     path of the text logs and the JSON lines ('json'). label_digest: what resume compares.
     name: the progress bars' prefix. title, notes, info: printed at the start. extra_settings:
-    recorded in <stem>_settings.json next to the settings (fresh runs).
+    recorded in <stem>_settings.json next to the settings (fresh runs). read_only: only load the
+    checkpoint (--resume) for a look at the nets: no log, no settings file, nothing trained.
     """
 
     def __init__(self, script, settings, runtime, *, stem, log_files, label_digest, name, title, notes=(), info=(),
-                 extra_settings=None):
+                 extra_settings=None, read_only=False):
         self.script, self.s, self.runtime, self.stem, self.name = script, settings, runtime, stem, name
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
@@ -136,10 +137,13 @@ class Run(object):
             start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
             if self.ckpt is not None:
                 self.saved_epoch = self.ckpt['epoch']
+            if read_only and self.ckpt is None:
+                raise UsageError('nothing to read: pass --resume (this run\'s latest checkpoint) or --resume PATH')
             board = (os.path.join(settings.tensorboard, os.path.basename(stem))
                      if settings.get('tensorboard') is not None else None)
-            self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
-                              tensorboard=board, start_epoch=start_epoch)
+            if not read_only:
+                self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
+                                  tensorboard=board, start_epoch=start_epoch)
         except BaseException:
             self.lock.release()
             raise

@@ -172,3 +172,44 @@ def make_roots(folder):
     if not os.path.exists(os.path.join(roots['webvision'], 'info', 'val_filelist.txt')):
         make_webvision(roots['webvision'], num_class=2, per_class=2, n_val=1, n_imagenet=1)
     return roots
+
+
+def make_image_folder(root, classes=('cat', 'dog', 'fox'), per_class=12, n_test=4, seed=0, sizes=(24, 32),
+                      noisy=(), layout='folders'):
+    """Your-own-data roots (Train_folder.py): PNG and JPEG files of mixed sizes whose pattern depends on
+    the class, in root/train/<class>/ and root/test/<class>/ ('folders'), or listed in root/train.txt,
+    root/test.txt with root/classes.txt ('lists'). noisy: indices of training images (in class order)
+    saved under the next class, a planted label error. Returns (train paths, given labels, true labels)."""
+    from PIL import Image
+    rng = np.random.RandomState(seed)
+    paths, given, true = [], [], []
+    lists = {'train': [], 'test': []}
+    i = 0
+    for split, n in (('train', per_class), ('test', n_test)):
+        for c in range(len(classes)):
+            for k in range(n):
+                side = sizes[(c + k) % len(sizes)]
+                img = class_images(np.array([c]), rng, size=side)[0]
+                label = c
+                if split == 'train':
+                    label = (c + 1) % len(classes) if i in noisy else c
+                    i += 1
+                ext = '.png' if k % 2 == 0 else '.jpg'
+                rel = os.path.join(split, classes[label], '%s_%d_%d%s' % (classes[c], c, k, ext))
+                if layout == 'lists':
+                    rel = os.path.join('images', '%s_%s_%d_%d%s' % (split, classes[c], c, k, ext))
+                    lists[split].append('%s %d' % (rel, label))
+                path = os.path.join(root, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                Image.fromarray(img).save(path, quality=95)
+                if split == 'train':
+                    paths.append(path)
+                    given.append(label)
+                    true.append(c)
+    if layout == 'lists':
+        for split, rows in lists.items():
+            with open(os.path.join(root, split + '.txt'), 'w') as f:
+                f.write('\n'.join(rows) + '\n')
+        with open(os.path.join(root, 'classes.txt'), 'w') as f:
+            f.write('\n'.join(classes) + '\n')
+    return paths, given, true

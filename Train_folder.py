@@ -1,0 +1,256 @@
+"""DivideMix on your own noisily labelled images, and the list of labels it doubts.
+
+    python Train_folder.py --data_path ROOT                     # ROOT/train/<class>/<image> (or ROOT/train.txt)
+    python Train_folder.py --data_path ROOT --arch resnet50 --weights IMAGENET1K_V2
+    python Train_folder.py --data_path ROOT --report_only --resume
+
+Small images (largest side up to 64 px) train like CIFAR: uint8 on the device, PreResNet-18 from
+scratch, the paper's CIFAR settings picked by your estimate of the noise rate (--r). Larger images
+train like Clothing1M: DataLoader workers, a torchvision model from pretrained weights, the
+Clothing1M settings. At the end (and with --report_every K every K epochs) <run>_label_issues.csv
+lists every training sample, most suspicious label first (label_issues.py; README "Your own data").
+"""
+import argparse
+import hashlib
+import os
+
+import numpy as np
+import torchvision.transforms as transforms
+
+import dataloader_folder as dataloader
+import label_issues
+import paper
+from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
+                 check_range, run_main)
+from data_sources import DeviceSource, LoaderSource
+from pretrained import classifier, load_weights, torchvision_weights
+from PreResNet import ResNet18
+from run import Run, algorithm_config, summarize
+from runtime import Runtime
+from SmallCNN import SmallCNN
+
+SMALL_SIDE = 64  # images up to this size (largest side) go through the device-resident pipeline
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The two regimes' defaults: CIFAR's (from scratch) and Clothing1M's (pretrained), as the paper ran them.
+SMALL = dict(batch_size=64, lr=0.02, alpha=4.0, num_epochs=300, lr_decay_epoch=150, weight_decay=5e-4,
+             eval_batch_size=1024, arch='preresnet18')
+LARGE = dict(batch_size=32, lr=0.002, alpha=0.5, num_epochs=80, lr_decay_epoch=40, weight_decay=1e-3,
+             eval_batch_size=128, arch='resnet50', lambda_u=0.0, p_threshold=0.5, warm_up=1)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description='DivideMix on your own labelled image folder, with a label-issue report')
+    add_reference_args(p, batch_size=None, lr=None, alpha=None, lambda_u=None, p_threshold=None, num_epochs=None,
+                       id=None, num_class=None, data_path='./data',
+                       lambda_u_help='weight for unsupervised loss (default: by regime, see --r)',
+                       p_threshold_help='clean probability threshold, also the report\'s flag (default: by regime)')
+    g = p.add_argument_group('your data (README "Your own data")')
+    g.add_argument('--r', default=0.5, type=float,
+                   help='your estimate of the fraction of wrong labels (default 0.5): picks the paper\'s lambda_u '
+                        'and p_threshold for small images (its CIFAR-10 row, CIFAR-100 row above 10 classes)')
+    g.add_argument('--arch', default=None,
+                   help='small images: preresnet18 (default) or cnn (SmallCNN.py); larger images: a torchvision '
+                        'classification model by name (default resnet50)')
+    g.add_argument('--weights', default=None,
+                   help='torchvision weights of --arch (default DEFAULT, e.g. IMAGENET1K_V2); their metadata set '
+                        'the input size and normalisation')
+    g.add_argument('--pretrained_path', default=None, help='a local file of those weights')
+    g.add_argument('--offline', action='store_true', help='never try to download weights')
+    g.add_argument('--random_init', action='store_true', help='a torchvision --arch from scratch, no weights')
+    g.add_argument('--width', default=None, type=int, help='PreResNet-18 base width (64) / SmallCNN width (16)')
+    g.add_argument('--pipeline', default='auto', choices=['auto', 'device', 'reference'],
+                   help='auto: device (uint8 on the device) when the largest image side is at most %d px, else '
+                        'reference (PIL + DataLoader workers)' % SMALL_SIDE)
+    g.add_argument('--image_size', default=None, type=int,
+                   help='device pipeline: images resized to this square (default: the largest side found); '
+                        'reference pipeline: the crop (default: the weights\' crop, else 224)')
+    g.add_argument('--resize_size', default=None, type=int,
+                   help='reference pipeline: resize before the centre crop of evaluation (default: the '
+                        'weights\', else 256)')
+    g.add_argument('--augment', default='crop_flip', choices=['crop_flip', 'none'],
+                   help='training views: crop_flip (small: 4-pixel padded crop + flip; large: random resized crop '
+                        '+ flip) or none')
+    g.add_argument('--eval_batch_size', default=None, type=int, help='eval_train/test batch (default by regime)')
+    g.add_argument('--warm_up', default=None, type=int, help='warm-up epochs (default 10, 30 above 10 classes; '
+                                                             'large images 1)')
+    g.add_argument('--lr_decay_epoch', default=None, type=int, help='lr / 10 from this epoch on (default by regime)')
+    g.add_argument('--method', default='dividemix', choices=['dividemix', 'ce'],
+                   help='ce: cross-entropy baseline (every epoch a warm-up epoch)')
+    g.add_argument('--conf_penalty', default='on', choices=['on', 'off'],
+                   help='warm-up confidence penalty (default on: real label noise is class-dependent, as in '
+                        'Clothing1M)')
+    g.add_argument('--track_division', action='store_true', help='also divide after warm-up epochs (monitoring)')
+    g.add_argument('--report_every', default=0, type=int, help='also write the label report every K epochs')
+    g.add_argument('--report_only', action='store_true',
+                   help='write the label report from a checkpoint (--resume) and stop, without training')
+    add_runtime_args(p)
+    return p
+
+
+# ----------------------------------------------------------------------------------
+# Settings: the regime (small or large images) decides the defaults
+# ----------------------------------------------------------------------------------
+
+def resolve_settings(args, data):
+    """Settings with every default filled in, and the notes to print."""
+    check_range('r', args.r, 0, 1, hint='it is your estimate of the fraction of wrong labels')
+    side, grey = dataloader.survey(data.splits['train'][0])
+    pipeline = args.pipeline if args.pipeline != 'auto' else ('device' if side <= SMALL_SIDE else 'reference')
+    small = pipeline == 'device'
+    defaults = SMALL if small else LARGE
+    resolved, notes = {}, []
+    for name in ('batch_size', 'lr', 'alpha', 'num_epochs', 'lr_decay_epoch', 'eval_batch_size', 'arch'):
+        resolved[name] = getattr(args, name) if getattr(args, name) is not None else defaults[name]
+    resolved.update(pipeline=pipeline, num_class=data.num_class, classes=list(data.classes),
+                    weight_decay=defaults['weight_decay'], eval_split=data.eval_split, layout=data.layout,
+                    id=args.id if args.id is not None else os.path.basename(os.path.normpath(args.data_path)))
+    if args.num_class is not None and args.num_class != data.num_class:
+        raise UsageError('--num_class %d does not match %s, which has %d classes (%s): drop --num_class'
+                         % (args.num_class, args.data_path, data.num_class, ', '.join(data.classes[:10])))
+    if small:
+        table = 'cifar100' if data.num_class > 10 else 'cifar10'
+        lam, pth, src = paper.paper_setting(table, 'sym', args.r)
+        resolved['warm_up'] = args.warm_up if args.warm_up is not None else (30 if data.num_class > 10 else 10)
+        resolved['channels'] = 1 if grey else 3
+        resolved['image_size'] = args.image_size or side
+        resolved['width'] = args.width or (64 if resolved['arch'] == 'preresnet18' else 16)
+        if resolved['arch'] not in ('preresnet18', 'cnn'):
+            raise UsageError('--arch %s: small images (the device pipeline) train preresnet18 or cnn; pass '
+                             '--pipeline reference for a torchvision model' % resolved['arch'])
+    else:
+        lam, pth, src = LARGE['lambda_u'], LARGE['p_threshold'], 'the Clothing1M setting (images over %d px)' % (
+            SMALL_SIDE)
+        resolved['warm_up'] = args.warm_up if args.warm_up is not None else LARGE['warm_up']
+        resolved['channels'] = 3
+        if resolved['arch'] in ('preresnet18', 'cnn'):
+            raise UsageError('--arch %s is for small images; pass --pipeline device (images resized to '
+                             '--image_size), or a torchvision model' % resolved['arch'])
+        if not args.random_init:
+            resolved['weights'] = torchvision_weights(resolved['arch'], args.weights or 'DEFAULT').name
+        meta = torchvision_weights(resolved['arch'], resolved['weights']).transforms() if not args.random_init \
+            else None
+        resolved['image_size'] = args.image_size or (meta.crop_size[0] if meta else 224)
+        resolved['resize_size'] = args.resize_size or (meta.resize_size[0] if meta else 256)
+        resolved['mean'], resolved['std'] = (tuple(meta.mean), tuple(meta.std)) if meta else (IMAGENET_MEAN,
+                                                                                                IMAGENET_STD)
+    for name, value in (('lambda_u', lam), ('p_threshold', pth)):
+        given = getattr(args, name)
+        resolved[name] = value if given is None else given
+        notes.append('--%s %g: %s' % (name, resolved[name], src if given is None else 'given on the command line'))
+    notes.append('%s images (largest side %d px among those surveyed): %s pipeline, %s defaults' % (
+        'small' if small else 'large', side, pipeline, 'CIFAR' if small else 'Clothing1M'))
+    s = Settings.from_args(args, **resolved)
+    check_common_args(s)
+    for name in ('image_size', 'width', 'report_every') + (() if small else ('resize_size',)):
+        if s.get(name) is not None:
+            check_range(name, s.get(name), 0 if name == 'report_every' else 1)
+    check_range('warm_up', s.warm_up, 0 if small else 1)
+    return s, notes
+
+
+# ----------------------------------------------------------------------------------
+# Data and model
+# ----------------------------------------------------------------------------------
+
+def make_source(s, data, runtime):
+    """(source, extra settings to record): the device pipeline for small images, DataLoaders for large."""
+    train_paths, train_labels = data.splits['train']
+    if s.pipeline == 'device':
+        images = dataloader.load_images(train_paths, s.image_size, s.channels)
+        mean, std = dataloader.channel_stats(images)
+        test_paths, test_labels = data.splits[s.eval_split] if s.eval_split else ([], np.zeros(0, np.int64))
+        test = dataloader.load_images(test_paths, s.image_size, s.channels)
+        return DeviceSource(images, train_labels, test, test_labels, mean, std, s.batch_size, runtime.device,
+                            seed=s.seed, eval_batch_size=s.eval_batch_size, channels_last=runtime.channels_last,
+                            crop_flip=s.augment == 'crop_flip'), {'mean': mean, 'std': std}
+    normalize = transforms.Normalize(s.mean, s.std)
+    test = transforms.Compose([transforms.Resize(s.resize_size), transforms.CenterCrop(s.image_size),
+                               transforms.ToTensor(), normalize])
+    train = transforms.Compose([transforms.RandomResizedCrop(s.image_size), transforms.RandomHorizontalFlip(),
+                                transforms.ToTensor(), normalize]) if s.augment == 'crop_flip' else test
+    loader = dataloader.folder_dataloader(data, s.batch_size, s.num_workers, train, test, s.eval_batch_size)
+    return LoaderSource(loader, runtime), {}
+
+
+def create_model(s, state):
+    if s.arch == 'cnn':
+        return SmallCNN(num_classes=s.num_class, in_channels=s.channels, width=s.width, image_size=s.image_size)
+    if s.arch == 'preresnet18':
+        return ResNet18(num_classes=s.num_class, in_channels=s.channels, width=s.width)
+    return classifier(s.arch, s.num_class, state)
+
+
+def labels_digest(data):
+    """What resume compares: the training images (paths relative to the root) and their given labels."""
+    paths, labels = data.splits['train']
+    h = hashlib.sha256('\n'.join(os.path.relpath(p, data.root) for p in paths).encode())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.report_only and args.resume is None:
+        args.resume = 'auto'
+    try:
+        data = dataloader.scan(args.data_path)
+    except dataloader.DatasetError as e:
+        raise UsageError(str(e)) from None
+    s, notes = resolve_settings(args, data)
+    runtime = Runtime.from_args(args)
+    if s.arch == 'preresnet18':
+        runtime.check_conv_width(s.width)
+    check_output_dir(s.checkpoint_dir)
+    state = None
+    if s.pipeline == 'reference' and not s.random_init:
+        state = load_weights(torchvision_weights(s.arch, s.weights), s.pretrained_path, s.offline)
+    source, extra = make_source(s, data, runtime)
+    stem = os.path.join(s.checkpoint_dir, s.id)
+    train_paths = data.splits['train'][0]
+    info = ['classes (%d, label = position): %s' % (s.num_class, ', '.join(s.classes)),
+            'data: %s, %d training images%s' % (data.layout, len(train_paths), ''.join(
+                ', %d %s' % (len(data.splits[k][0]), k) for k in ('val', 'test') if k in data.splits)),
+            'device: %s; pipeline: %s' % (runtime.describe(), s.pipeline)]
+    files = {'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'}
+    if s.eval_split:
+        files['acc'] = stem + '_acc.txt'
+    with Run('Train_folder', s, runtime, stem=stem, log_files=files, label_digest=labels_digest(data), name=s.id,
+             title='DivideMix on %s, run %s' % (s.data_path, s.id), notes=notes, info=info, extra_settings=extra,
+             read_only=s.report_only) as run:
+        cfg = algorithm_config(s, mix_unlabeled=s.pipeline == 'device', conf_penalty=s.conf_penalty == 'on')
+        run.build(lambda: create_model(s, state), cfg, source, weight_decay=s.weight_decay,
+                  batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size),
+                  stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'])
+
+        def write_report(epoch):
+            rep = label_issues.report(run.runs, source, cfg, data.splits['train'][1], runtime.autocast, epoch)
+            print('\n' + label_issues.write(stem, rep, train_paths, s.classes, epoch) + '\n')
+            print('| label report: %s_label_issues.csv' % stem)
+
+        if s.report_only:
+            write_report(run.start_epoch - 1)
+            return None
+        accs = list(run.state.get('accs', []))
+        for epoch in run.epochs():
+            # Algorithm 1: warm-up, or co-divide then co-train (monitor: also divide after a warm-up epoch)
+            record, _ = run.train_epoch(epoch, monitor=s.track_division)
+            if s.eval_split:  # (the device pipeline holds the clean split as its 'test' images)
+                acc = run.test('test' if s.pipeline == 'device' else s.eval_split)[0]
+                accs.append(acc)
+                print('\n| %s Epoch #%d\t Accuracy: %.2f%%\n' % (s.eval_split.title(), epoch, acc))
+                run.log.write('acc', 'Epoch:%d   Accuracy:%.2f\n' % (epoch, acc))
+                record['test_acc'] = acc
+            if s.report_every and (epoch + 1) % s.report_every == 0 and epoch < s.num_epochs:
+                write_report(epoch)
+            run.end_epoch(record, accs=accs)
+        write_report(s.num_epochs)
+        summary = summarize(accs)
+        run.save_nets()
+        run.finish(summary, dict(summary, run=s.id, classes=s.classes, eval_split=s.eval_split))
+    return summary
+
+
+if __name__ == '__main__':
+    run_main(main, data_errors=(dataloader.DatasetError,))
