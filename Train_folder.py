@@ -76,9 +76,9 @@ def build_parser():
     g.add_argument('--lr_decay_epoch', default=None, type=int, help='lr / 10 from this epoch on (default by regime)')
     g.add_argument('--method', default='dividemix', choices=['dividemix', 'ce'],
                    help='ce: cross-entropy baseline (every epoch a warm-up epoch)')
-    g.add_argument('--conf_penalty', default='on', choices=['on', 'off'],
-                   help='warm-up confidence penalty (default on: real label noise is class-dependent, as in '
-                        'Clothing1M)')
+    g.add_argument('--conf_penalty', default='auto', choices=['auto', 'on', 'off'],
+                   help='warm-up confidence penalty; auto: on for DivideMix (real label noise is class-dependent, '
+                        'as in Clothing1M, where the paper used it), off for --method ce (plain cross-entropy)')
     g.add_argument('--track_division', action='store_true', help='also divide after warm-up epochs (monitoring)')
     g.add_argument('--report_every', default=0, type=int, help='also write the label report every K epochs')
     g.add_argument('--report_only', action='store_true',
@@ -101,6 +101,8 @@ def resolve_settings(args, data):
     resolved, notes = {}, []
     for name in ('batch_size', 'lr', 'alpha', 'num_epochs', 'lr_decay_epoch', 'eval_batch_size', 'arch'):
         resolved[name] = getattr(args, name) if getattr(args, name) is not None else defaults[name]
+    if args.conf_penalty == 'auto':
+        resolved['conf_penalty'] = 'on' if args.method == 'dividemix' else 'off'
     resolved.update(pipeline=pipeline, num_class=data.num_class, classes=list(data.classes),
                     weight_decay=defaults['weight_decay'], eval_split=data.eval_split, layout=data.layout,
                     id=args.id if args.id is not None else os.path.basename(os.path.normpath(args.data_path)))

@@ -73,6 +73,23 @@ assert open('stats.txt').read().startswith('Numer of labeled samples:15   AUC:')
 assert os.path.exists('cifar/0.5_sym.json')
 print('ok')
 ''',
+    'dataloader_folder.py': '''
+import os
+import numpy as np
+from PIL import Image
+import dataloader_folder as df
+for c in ('a', 'b'):
+    os.makedirs('root/train/' + c, exist_ok=True)
+    for i in range(3):
+        Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save('root/train/%s/%d.png' % (c, i))
+data = df.scan('root')
+assert data.classes == ['a', 'b'] and len(data.splits['train'][0]) == 6 and data.eval_split is None
+assert df.load_images(data.splits['train'][0], 16, 3).shape == (6, 16, 16, 3)
+loader = df.folder_dataloader(data, 2, 0, lambda im: np.asarray(im, np.float32), lambda im: np.asarray(im, np.float32))
+x, y, idx = next(iter(loader.run('eval_train')))
+assert x.shape == (2, 20, 24, 3)
+print('ok')
+''',
     'dataloader_clothing1M.py': '''
 import os
 from PIL import Image

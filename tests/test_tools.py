@@ -330,3 +330,17 @@ def test_readme_epoch_loop_runs_as_written(tmp_path):
     out = done.stdout.splitlines()
     assert [l.split()[0] for l in out] == ['0', '1', '2']
     assert "'loss1'" in out[0] and "'Lx1'" in out[1] and 'test accuracy' in out[2]
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason='Debian dataset-fashion-mnist not installed (%s)' % FASHION_DIR)
+def test_label_issues_evaluation_at_toy_scale(tmp_path, capsys):
+    """label_issues_eval.py's own path (PNG folders with injected noise, DivideMix's report, the CE
+    baseline, cleanlab when installed) on 200 real Fashion-MNIST images."""
+    import label_issues_eval
+    text = label_issues_eval.main(['--out', str(tmp_path), '--n_train', '200', '--n_test', '100', '--num_epochs',
+                                   '1', '--warm_up', '1', '--lr_decay_epoch', '1', '--folds', '2', '--width', '4',
+                                   '--settings', 'asym:0.4'])
+    assert '### asym noise, r = 0.4' in text and '| DivideMix (label report) | ' in text
+    assert '| cross-entropy disagrees with the label | ' in text and '| cleanlab find_label_issues' in text
+    pngs = [f for _, _, fs in os.walk(str(tmp_path / 'asym_0.4' / 'fashion_png' / 'train')) for f in fs]
+    assert len(pngs) == 200
