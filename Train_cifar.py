@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 import dataloader_cifar as dataloader
+import distributed
 import paper
 from checkpoints import digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
@@ -156,7 +157,8 @@ def load_data(s):
     try:
         data = dataloader.load_noisy_data(s.dataset, s.r, s.noise_mode, s.data_path, noise_file,
                                           seed=s.seed, cifarn_file=cifarn_file,
-                                          train_subset=s.train_subset, test_subset=s.test_subset)
+                                          train_subset=s.train_subset, test_subset=s.test_subset,
+                                          write_noise_file=distributed.env_rank() == 0)
     except dataloader.DatasetError as e:
         raise UsageError(str(e)) from None
     for split, labels in (('training', data.train_label), ('test', data.test_label)):

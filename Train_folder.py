@@ -228,8 +228,9 @@ def main(argv=None):
 
         def write_report(epoch):
             rep = label_issues.report(run.runs, source, cfg, data.splits['train'][1], runtime.autocast, epoch)
-            print('\n' + label_issues.write(stem, rep, train_paths, s.classes, epoch) + '\n')
-            print('| label report: %s_label_issues.csv' % stem)
+            if run.main:  # under torchrun every rank computed its shard; rank 0 writes
+                print('\n' + label_issues.write(stem, rep, train_paths, s.classes, epoch) + '\n')
+                print('| label report: %s_label_issues.csv' % stem)
 
         if s.report_only:
             write_report(run.start_epoch - 1)

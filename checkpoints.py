@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import torch
 
+import distributed
 from cli import SaveError, UsageError
 
 FORMAT = 2  # 1: before the redesign (Clothing1M/WebVision carried the next epoch's division)
@@ -27,7 +28,9 @@ def atomic_save(obj, path):
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
     a kill at any moment leaves either the old or the new file, never half of one. A failed
     write (disk full, I/O error) removes the temporary file and raises SaveError saying how
-    much room a save needs."""
+    much room a save needs. Under torchrun only rank 0 writes."""
+    if not distributed.is_main():
+        return
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:

@@ -39,6 +39,13 @@ def _kept(e):
     return None
 
 
+def _stderr():
+    """Where the expected failures are reported: stderr, but only by rank 0 under torchrun (the other
+    ranks exit with the same status, quietly; unexpected tracebacks still show on every rank)."""
+    import distributed
+    return sys.stderr if distributed.env_rank() == 0 else open(os.devnull, 'w')
+
+
 def run_main(main, argv=None, data_errors=()):
     """Run main(argv) and turn the expected failures into a message and an exit status:
     2 bad input (UsageError; data_errors, the loaders' error classes, also when a DataLoader
@@ -47,14 +54,14 @@ def run_main(main, argv=None, data_errors=()):
     try:
         return main(argv)
     except UsageError as e:
-        print('error: %s' % e, file=sys.stderr)
+        print('error: %s' % e, file=_stderr())
         sys.exit(EXIT_USAGE)
     except SaveError as e:
         kept = _kept(e)
         print('error: %s. %s' % (e, (kept + ': free some space (or move the run to another --checkpoint_dir), then '
                                      'continue with --resume.') if kept else
                                  'No checkpoint of this run was written yet: free some space, then start it again.'),
-              file=sys.stderr)
+              file=_stderr())
         sys.exit(EXIT_USAGE)
     except data_errors as e:
         msg = str(e)
@@ -62,7 +69,7 @@ def run_main(main, argv=None, data_errors=()):
             msg = [l for l in msg.strip().splitlines() if l.strip()][-1].split(': ', 1)[-1]
         kept = _kept(e)
         print('error: %s%s' % (msg, ('. ' + kept + ': fix the file, then continue with --resume.') if kept else ''),
-              file=sys.stderr)
+              file=_stderr())
         sys.exit(EXIT_USAGE)
     except DivergenceError as e:
         kept = _kept(e)
@@ -70,7 +77,7 @@ def run_main(main, argv=None, data_errors=()):
             kept + ': --resume continues from it (with the same settings it reaches the same numbers again), or '
             'lower --lr and start over with --overwrite.') if kept else
             'No checkpoint of this run was written before it: lower --lr and start over (--overwrite).'),
-            file=sys.stderr)
+            file=_stderr())
         sys.exit(EXIT_DIVERGED)
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
@@ -78,7 +85,7 @@ def run_main(main, argv=None, data_errors=()):
         during = ' during epoch %d' % e.epoch if getattr(e, 'epoch', None) is not None else ''
         print('\nerror: interrupted by %s%s. %s' % (signal.Signals(signum).name, during, (
             kept + ': continue with the same command and --resume.') if kept else
-            'No epoch of this run had finished: nothing to resume; start it again.'), file=sys.stderr)
+            'No epoch of this run had finished: nothing to resume; start it again.'), file=_stderr())
         sys.exit(128 + signum)
 
 
@@ -163,6 +170,9 @@ def add_runtime_args(parser):
     g.add_argument('--unseeded_gmm', action='store_true',
                    help='reference behaviour: fit the GMM without a fixed random_state (not reproducible)')
     g.add_argument('--log_every', type=int, default=10, help='refresh the progress bar every N steps')
+    g.add_argument('--no_sync_bn', action='store_true',
+                   help='under torchrun: BatchNorm statistics per process instead of over the global batch '
+                        '(faster; not the reference\'s numbers)')
     g.add_argument('--tensorboard', default=None, metavar='DIR',
                    help='also write the JSON-line metrics as TensorBoard scalars to DIR/<run name> '
                         '(needs the tensorboard package)')

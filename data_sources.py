@@ -9,11 +9,18 @@
 
 The interface is DataSource's (the methods dividemix.py calls, plus the random state that
 checkpoints keep). Batches are tensors on the device, in the runtime's layout.
+
+Under torchrun every rank draws the same shuffles and augmentations as the single process and takes
+the rank's contiguous part of every global batch (distributed.part); dividemix.py gathers the parts
+in rank order. A training batch with fewer rows than processes is skipped on every rank (it can only
+be the last, ragged one of a pass); evaluation passes split every batch, however small.
 """
 import abc
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+import distributed
 from device_data import DeviceImages, stream_seed
 
 
@@ -77,6 +84,17 @@ def _num_chunks(n, batch_size):
     return (n + batch_size - 1) // batch_size
 
 
+def _my_part(n, train):
+    """This rank's slice of a global batch of n rows, or None to skip the batch: a training batch
+    smaller than the number of processes would leave a rank without rows."""
+    rank, world = distributed.rank(), distributed.world_size()
+    if world == 1:
+        return slice(None)
+    if train and n < world:
+        return None
+    return distributed.part(n, rank, world)
+
+
 class DeviceSource(DataSource):
     """The reference loader's modes on device tensors: index tensors instead of datasets,
     nothing rebuilt per epoch, no DataLoader in the hot loop.
@@ -118,15 +136,32 @@ class DeviceSource(DataSource):
     def load_state_dict(self, state):
         self.generator.set_state(state['generator'])
 
+    def _views(self, idx, part):
+        """Train views of idx[part]; the random draws are made for the whole global batch idx, so
+        that every rank's generator stays in step and its views are the single process's."""
+        if not self.train.crop_flip_views:
+            return self.train.plain(idx[part])
+        dy, dx, flip = self.train.draw(idx.numel(), self.generator)
+        return self.train.crop_flip(idx[part], dy[part], dx[part], flip[part])
+
     def warmup_batches(self, k=0):
         def batches():
             for idx in _chunks(self._perm(self.num_samples), self.batch_size * 2):
-                yield self.train.augment(idx, self.generator), self.noise_label[idx], idx
+                part = _my_part(idx.numel(), train=True)
+                if part is not None:
+                    yield self._views(idx, part), self.noise_label[idx[part]], idx[part]
         return Batches(batches(), _num_chunks(self.num_samples, self.batch_size * 2))
+
+    def _in_order(self, n):
+        """This rank's parts of the in-order batches of n samples (eval_train, test)."""
+        for idx in _chunks(torch.arange(n, device=self.device), self.eval_batch_size):
+            idx = idx[_my_part(idx.numel(), train=False)]
+            if idx.numel():
+                yield idx
 
     def eval_batches(self, k=0):
         def batches():
-            for idx in _chunks(torch.arange(self.num_samples, device=self.device), self.eval_batch_size):
+            for idx in self._in_order(self.num_samples):
                 yield self.train.plain(idx), self.noise_label[idx], idx
         return Batches(batches(), _num_chunks(self.num_samples, self.eval_batch_size))
 
@@ -135,7 +170,7 @@ class DeviceSource(DataSource):
             raise ValueError('DeviceSource has a test split only, not %r' % split)
 
         def batches():
-            for idx in _chunks(torch.arange(len(self.test_images), device=self.device), self.eval_batch_size):
+            for idx in self._in_order(len(self.test_images)):
                 yield self.test_images.plain(idx), self.test_label[idx]
         return Batches(batches(), _num_chunks(len(self.test_images), self.eval_batch_size))
 
@@ -151,15 +186,21 @@ class DeviceSource(DataSource):
         if not labeled_idx.numel():
             return
         for batch in _chunks(labeled_idx[self._perm(labeled_idx.numel())], self.batch_size):
-            x = self.train.augment(batch, self.generator)
-            x2 = self.train.augment(batch, self.generator)
-            yield x, x2, self.noise_label[batch], prob[batch]
+            part = _my_part(batch.numel(), train=True)
+            if part is None:
+                continue
+            x = self._views(batch, part)
+            x2 = self._views(batch, part)
+            yield x, x2, self.noise_label[batch[part]], prob[batch[part]]
 
     def _unlabeled_stream(self, unlabeled_idx):
         while True:  # the reference's loader restart: a fresh shuffle each time the set runs out
             for batch in _chunks(unlabeled_idx[self._perm(unlabeled_idx.numel())], self.batch_size):
-                u = self.train.augment(batch, self.generator)
-                u2 = self.train.augment(batch, self.generator)
+                part = _my_part(batch.numel(), train=True)
+                if part is None:
+                    continue
+                u = self._views(batch, part)
+                u2 = self._views(batch, part)
                 yield u, u2
 
 
@@ -179,9 +220,48 @@ def cycle(loader, runtime):
         yield from on_device(loader, runtime)
 
 
+class RankBatches(Sampler):
+    """The batches of batch_sampler (its shuffle drawn alike on every rank), cut to this rank's part;
+    train: a batch smaller than the number of processes is skipped on every rank."""
+
+    def __init__(self, batch_sampler, train):
+        self.batch_sampler, self.train = batch_sampler, train
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            part = _my_part(len(batch), self.train)
+            if part is not None and batch[part]:
+                yield batch[part]
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+
+class WithIndex(Dataset):
+    """(item[0], item[1], index): a dataset's items with their position (Clothing1M's carry paths)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index):
+        item = self.dataset[index]
+        return item[0], item[1], index
+
+    def __len__(self):
+        return len(self.dataset)
+
+
+def shard(loader, train, dataset=None):
+    """A DataLoader over this rank's parts of `loader`'s batches (itself without a process group)."""
+    if distributed.world_size() == 1 and dataset is None:
+        return loader
+    return DataLoader(dataset or loader.dataset, batch_sampler=RankBatches(loader.batch_sampler, train),
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+
+
 def _train_streams(labeled, unlabeled, runtime):
-    return (on_device(labeled, runtime), cycle(unlabeled, runtime) if len(unlabeled.dataset) else None,
-            len(labeled.dataset))
+    return (on_device(shard(labeled, True), runtime),
+            cycle(shard(unlabeled, True), runtime) if len(unlabeled.dataset) else None, len(labeled.dataset))
 
 
 class LoaderSource(DataSource):
@@ -194,7 +274,7 @@ class LoaderSource(DataSource):
 
     def _batches(self, mode):
         loader = self.loader.run(mode)
-        return Batches(on_device(loader, self.runtime), len(loader))
+        return Batches(on_device(shard(loader, mode == 'warmup'), self.runtime), len(loader))
 
     def warmup_batches(self, k=0):
         return self._batches('warmup')
@@ -220,13 +300,14 @@ class ClothingSource(LoaderSource):
 
     def eval_batches(self, k=0):
         loader = self.loader.run('eval_train')
-        self.paths[k] = list(loader.dataset.train_imgs)  # not shuffled: batch order = path order
+        self.paths[k] = list(loader.dataset.train_imgs)  # the sample's paths, in its order
+        # drawn alike by every process (same seeded stream, same lists); a node whose lists differ would
+        # apply the division to other images
+        distributed.check_same('\n'.join(self.paths[k]), "this epoch's class-balanced sample of Clothing1M")
 
-        def batches():
-            n = 0
-            for x, y, _ in loader:  # items carry their path; the index is the position in the sample
-                yield self.runtime.inputs(x), y.to(self.runtime.device), torch.arange(n, n + len(y))
-                n += len(y)
+        def batches():  # items carry their path; the index is the position in the sample
+            for x, y, index in shard(loader, False, WithIndex(loader.dataset)):
+                yield self.runtime.inputs(x), y.to(self.runtime.device), index
         return Batches(batches(), len(loader))
 
     def train_batches(self, division):

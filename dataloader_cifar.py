@@ -34,7 +34,6 @@ import random
 
 import numpy as np
 import torch
-import torchvision.transforms as transforms
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -525,7 +524,7 @@ def take_subset(raw, train_subset=None, test_subset=None):
 
 
 def load_noisy_data(dataset, r, noise_mode, root_dir, noise_file='', rng=None, seed=None, cifarn_file=None,
-                    train_subset=None, test_subset=None):
+                    train_subset=None, test_subset=None, write_noise_file=True):
     """Read `dataset` from root_dir and attach noisy labels: read from noise_file when it
     exists (used as is, whatever the seed: the reference's rule), else generated and
     written there (JSON list of int) when noise_file is not ''.
@@ -533,6 +532,8 @@ def load_noisy_data(dataset, r, noise_mode, root_dir, noise_file='', rng=None, s
     rng: where sym/asym draws come from; default random.Random(seed) when a seed is
     given, else the global `random` module (the reference's behaviour).
     train_subset/test_subset: see take_subset (the noise is drawn over the subset).
+    write_noise_file=False: generate the labels without writing them (the processes of a torchrun
+    job other than rank 0 draw the same labels from the same seed; rank 0 alone writes the file).
     """
     raw = take_subset(load_dataset(dataset, root_dir), train_subset, test_subset)
     num_class = DATASETS[dataset]['num_class']
@@ -542,7 +543,7 @@ def load_noisy_data(dataset, r, noise_mode, root_dir, noise_file='', rng=None, s
     if rng is None:
         rng = random.Random(seed) if seed is not None else random
     labels = make_noise_labels(dataset, raw, r, noise_mode, num_class, rng=rng, seed=seed, cifarn_file=cifarn_file)
-    if noise_file:
+    if noise_file and write_noise_file:
         tmp = noise_file + '.tmp%d' % os.getpid()
         try:
             with open(tmp, 'w') as f:
@@ -579,6 +580,9 @@ def make_transforms(dataset, crop_flip=True):
     """(train, test) transforms: RandomCrop(side, padding=4) with zero padding, horizontal
     flip, ToTensor, Normalize; test: ToTensor, Normalize. crop_flip=False: the train
     transform is the test one (no augmentation; not the reference's)."""
+    # imported here: torchvision takes about a second to import (its ops pull in torch._dynamo), and
+    # only the reference pipeline (and the copy-alone use of this file) needs its transforms
+    import torchvision.transforms as transforms
     info = DATASETS[dataset]
     normalize = transforms.Normalize(info['mean'], info['std'])
     augment = [transforms.RandomCrop(info['size'], padding=4), transforms.RandomHorizontalFlip()] if crop_flip else []

@@ -80,6 +80,53 @@ class DivergenceError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------
+# Several processes (torchrun + DistributedDataParallel)
+# ----------------------------------------------------------------------------------
+# With a process group, every step below computes what the single process computes on the whole
+# (global) batch, each rank holding its contiguous part of it: losses are gathered before the GMM,
+# which rank 0 fits and broadcasts; the MixUp of a training step mixes the global batch (every rank
+# draws the same l and permutation and gathers the inputs and targets), each rank forwards its part
+# of the mixed rows with GlobalBatchNorm (distributed.py), and the loss is scaled so that DDP's gradient average is the
+# gradient of the global loss. Without a process group the original single-process code runs.
+
+def _world():
+    """(rank, world size): (0, 1) without a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_reduce(t, op=None):
+    torch.distributed.all_reduce(t, op=op or torch.distributed.ReduceOp.SUM)
+    return t
+
+
+def all_gather_rows(*tensors):
+    """Under a process group: each tensor (n_r, ...) on rank r -> the rows of every rank, concatenated
+    in rank order, on every rank (n_r may differ between ranks)."""
+    _, world = _world()
+    n = torch.tensor([tensors[0].size(0)], device=tensors[0].device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    torch.distributed.all_gather(sizes, n)
+    sizes = [int(x) for x in sizes]
+    out = []
+    for t in tensors:
+        padded = t.new_zeros((max(sizes),) + tuple(t.shape[1:]))
+        padded[:t.size(0)] = t
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        torch.distributed.all_gather(parts, padded)
+        out.append(torch.cat([part[:size] for part, size in zip(parts, sizes)]))
+    return out
+
+
+def _part(n, rank, world):
+    """Rank `rank`'s contiguous share of n rows: a slice (sizes differ by at most one)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+# ----------------------------------------------------------------------------------
 # Small pieces
 # ----------------------------------------------------------------------------------
 
@@ -221,12 +268,16 @@ def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocas
     net.train()
     watch = _NonFiniteWatch('warm-up', epoch, check_every)
     total, steps = None, 0
+    _, world = _world()
     for batch_idx, (inputs, labels, _) in enumerate(batches):
         optimizer.zero_grad()
         with autocast():
             outputs = net(inputs)
-        loss = F.cross_entropy(outputs.float(), labels)
-        L = loss + neg_entropy(outputs.float()) if conf_penalty else loss
+        if world > 1:  # the global batch's mean CE (+ penalty), whatever each rank's share of the rows
+            loss, L = _global_warmup_loss(outputs.float(), labels, conf_penalty, world)
+        else:
+            loss = F.cross_entropy(outputs.float(), labels)
+            L = loss + neg_entropy(outputs.float()) if conf_penalty else loss
         L.backward()
         optimizer.step()
         watch.update(L, batch_idx)
@@ -236,6 +287,18 @@ def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocas
             on_step(batch_idx, {'CE-loss': loss.detach()})
     watch.check()
     return {'loss': float(total) / steps if steps else float('nan'), 'steps': steps}
+
+
+def _global_warmup_loss(outputs, labels, conf_penalty, world):
+    """(the global batch's mean CE for the record, this rank's loss for backward): the sums of this
+    rank's rows over the global row count, times world so that DDP's average is the global mean."""
+    probs = torch.softmax(outputs, dim=1)
+    ce_sum = F.cross_entropy(outputs, labels, reduction='sum')
+    neg_sum = torch.sum(probs.log() * probs) if conf_penalty else torch.zeros((), device=outputs.device)
+    totals = _all_reduce(torch.stack([ce_sum.detach(), neg_sum.detach(),
+                                      torch.tensor(float(outputs.size(0)), device=outputs.device)]))
+    count = totals[2]
+    return totals[0] / count, world * (ce_sum + neg_sum) / count
 
 
 def warmup(nets, optimizers, source, cfg, *, epoch, autocast=contextlib.nullcontext, progress=None,
@@ -289,7 +352,14 @@ def per_sample_losses(net, batches, autocast=contextlib.nullcontext):
             outputs = net(inputs)
         losses.append(F.cross_entropy(outputs.float(), targets, reduction='none'))
         indices.append(index.to(losses[-1].device))
-    if not losses:
+    _, world = _world()
+    if world > 1:  # every rank's shard: each sample once (the sources give every index to one rank)
+        device = next(net.parameters()).device
+        index = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long, device=device)
+        values = torch.cat(losses) if losses else torch.zeros(0, device=device)
+        index, values = all_gather_rows(index.to(device), values.to(device))
+        indices, losses = [index], [values]
+    if not losses or not sum(l.numel() for l in losses):
         return torch.zeros(0)
     out = torch.zeros(sum(l.numel() for l in losses), device=losses[0].device)
     out[torch.cat(indices)] = torch.cat(losses)  # one vectorised scatter
@@ -347,7 +417,19 @@ def eval_train(net, batches, cfg, *, history=None, net_index=0, epoch=None, auto
         input_loss = losses
     # the float32 mean, then float64 for the GMM: what the reference's tensor became inside sklearn
     input_loss = input_loss.reshape(-1, 1).numpy().astype(np.float64)
-    prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
+    if _world()[1] > 1:
+        # every process fits (an unseeded GMM draws from numpy's global stream, which must stay in step
+        # everywhere), and rank 0's posteriors are broadcast: scikit-learn on two hosts need not give
+        # the same bits
+        prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
+        device = next(net.parameters()).device
+        # contiguous: prob is a column of predict_proba's (N, 2) array, and a strided tensor would be
+        # sent as its first N storage elements
+        t = torch.as_tensor(np.ascontiguousarray(prob), dtype=torch.float64, device=device)
+        torch.distributed.broadcast(t, 0)
+        prob = t.cpu().numpy()
+    else:
+        prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
     return Division(net=net_index, prob=prob, pred=prob > cfg.p_threshold, losses=losses, input_loss=input_loss,
                     gmm=gmm)
 
@@ -397,6 +479,7 @@ def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *,
     net2.eval()  # fix one network and train the other
     watch = _NonFiniteWatch('training', epoch, check_every)
     sums, steps, lamb = None, 0, 0.0
+    _, world = _world()
     for batch_idx, (inputs_x, inputs_x2, labels_x, w_x) in enumerate(labeled_batches):
         batch_size = inputs_x.size(0)  # B; the last batch may be smaller
         labels_x = torch.zeros(batch_size, cfg.num_class, device=inputs_x.device).scatter_(1, labels_x.view(-1, 1), 1)
@@ -409,6 +492,20 @@ def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *,
             targets_x = co_refine(net, inputs_x, inputs_x2, labels_x, w_x, cfg.T)  # (B, C)
 
         l = sample_mix_lambda(cfg.alpha, rng)
+        if world > 1:
+            loss, Lx, Lu, lamb, watched = _global_mixmatch_step(
+                net, cfg, l, randperm, (inputs_x, inputs_x2, targets_x),
+                None if inputs_u is None else (inputs_u, inputs_u2, targets_u), epoch + batch_idx / num_iter, autocast)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            watch.update(watched, batch_idx)
+            pair = torch.stack([Lx, Lu])
+            sums = pair if sums is None else sums + pair
+            steps += 1
+            if on_step is not None:
+                on_step(batch_idx, {'loss': watched, 'Labeled loss': Lx, 'Unlabeled loss': Lu})
+            continue
         if inputs_u is not None:
             all_inputs = torch.cat([inputs_x, inputs_x2, inputs_u, inputs_u2], dim=0)    # (2B + 2U, ...)
             all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u], dim=0)
@@ -449,6 +546,50 @@ def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *,
         return {'Lx': float('nan'), 'Lu': float('nan'), 'lambda_u': 0.0, 'steps': 0}
     sums = (sums / steps).tolist()
     return {'Lx': sums[0], 'Lu': sums[1], 'lambda_u': lamb, 'steps': steps}
+
+
+def _global_mixmatch_step(net, cfg, l, randperm, labeled, unlabeled, current, autocast):
+    """One training step of the global batch under a process group, from this rank's part of it.
+    labeled: (x, x2, targets_x) of this rank's labeled rows; unlabeled: (u, u2, targets_u) or None.
+    The global batch is gathered in rank order (the sources give rank r the r-th part of each
+    global batch), mixed with the l and the permutation every rank draws alike, and each rank
+    forwards its part of the labeled and of the unlabeled mixed rows (GlobalBatchNorm: the statistics
+    of the reference's one forward). Returns (this rank's loss for backward, global Lx, global Lu,
+    lambda, the global loss): DDP's average of the ranks' gradients is the global loss's gradient,
+    the uniform-prior penalty's through a differentiable all-reduce of the mean prediction."""
+    rank, world = _world()
+    X, X2, TX = all_gather_rows(*labeled)
+    if unlabeled is not None:
+        U, U2, TU = all_gather_rows(*unlabeled)
+        all_inputs, all_targets = torch.cat([X, X2, U, U2]), torch.cat([TX, TX, TU, TU])
+    else:
+        all_inputs, all_targets = torch.cat([X, X2]), torch.cat([TX, TX])
+    n_lab = 2 * X.size(0)
+    idx = randperm(all_inputs.size(0), device=all_inputs.device)
+    mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx, None if cfg.mix_unlabeled else n_lab)
+    n_all = mixed_input.size(0)
+    n_unl = n_all - n_lab if (cfg.mix_unlabeled and unlabeled is not None) else 0
+    lab, unl = _part(n_lab, rank, world), _part(n_unl, rank, world)
+    rows = torch.cat([torch.arange(lab.start, lab.stop), n_lab + torch.arange(unl.start, unl.stop)])
+    rows = rows.to(mixed_input.device)
+    with autocast():
+        logits = net(mixed_input[rows])
+    logits = logits.float()
+    k = lab.stop - lab.start
+    targets = mixed_target[rows]
+    lx_sum = -torch.sum(F.log_softmax(logits[:k], dim=1) * targets[:k])
+    lu_sum = (torch.sum((torch.softmax(logits[k:], dim=1) - targets[k:]) ** 2) if n_unl
+              else torch.zeros((), device=logits.device))
+    import torch.distributed.nn.functional as dist_fn  # differentiable collectives
+    pred_mean = dist_fn.all_reduce(torch.softmax(logits, dim=1).sum(0)) / n_all
+    prior = torch.ones(cfg.num_class, device=logits.device) / cfg.num_class
+    penalty = torch.sum(prior * torch.log(prior / pred_mean))
+    lamb = linear_rampup(current, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
+    totals = _all_reduce(torch.stack([lx_sum.detach(), lu_sum.detach()]))
+    Lx = totals[0] / n_lab
+    Lu = totals[1] / (n_unl * cfg.num_class) if n_unl else torch.zeros((), device=logits.device)
+    local = lx_sum / n_lab + (lamb * lu_sum / (n_unl * cfg.num_class) if n_unl else 0.0)
+    return world * local + penalty, Lx, Lu, lamb, Lx + lamb * Lu + penalty.detach()
 
 
 def co_train(nets, optimizers, source, divisions, cfg, *, epoch, rng=np.random, autocast=contextlib.nullcontext,
@@ -500,6 +641,15 @@ def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext,
         counts = torch.stack([hit[:, :min(t, k)].any(dim=1).sum() for t in topk])
         correct = counts if correct is None else correct + counts
         total += targets.size(0)
+    _, world = _world()
+    if world > 1:  # every rank tested its shard of the split
+        device = next(nets[0].parameters()).device
+        correct = correct.to(device) if correct is not None else torch.zeros(len(topk), dtype=torch.long,
+                                                                              device=device)
+        total = int(_all_reduce(torch.tensor([total], device=device)).item())
+        _all_reduce(correct)
+        finite = _all_reduce(torch.as_tensor(finite, device=device).to(torch.int64).view(1),
+                             torch.distributed.ReduceOp.MIN).bool()
     if not total:
         return [float('nan')] * len(topk)
     if not bool(finite):

@@ -114,6 +114,10 @@ def speed_parts(args, data):
         parts.append(Part(name + '_resume', argv + ['--num_epochs', second, '--resume'], box))
     parts.append(Part('smoke_cifar_bf16_cl', cifar + ck('cifar_bf16') + ['--num_epochs', first, '--precision', 'bf16',
                                                                         '--channels_last'], 45))
+    # the same CIFAR run under torchrun with one process (NCCL on the GPU): the process-group start, the
+    # device chosen by LOCAL_RANK; its log must equal smoke_cifar's, and its time shows the overhead
+    parts.append(Part('smoke_cifar_torchrun', ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '1',
+                                               '--'] + cifar + ck('cifar_torchrun') + ['--num_epochs', first], 60))
     bench = ['benchmark.py'] + dev + (['--num_images', '128', '--num_test', '32', '--width', '8', '--batch_size', '16',
                                        '--eval_batch_size', '64', '--prime_images', '32', '--num_workers', '0']
                                       if smoke else ['--num_workers', str(args.workers)])
@@ -159,11 +163,28 @@ def speed_summary(args, rows):
         lines.append('- target: 301-epoch CIFAR-10 run < 1 hour: %.1f min projected with %s, %s'
                      % (total / 60, fastest['config'], 'met' if total < 3600 else 'NOT met'))
         lines.append('')
+    lines += torchrun_lines(args)
     path = os.path.join(args.out, 'breakdown.md')
     if os.path.exists(path):
         with open(path) as f:
             lines += [f.read().strip(), '']
     return lines
+
+
+def torchrun_lines(args):
+    """smoke_cifar against the same run under torchrun with one process: same records? time per epoch?"""
+    logs = [os.path.join(args.out, 'runs', name, 'cifar10_0.5_sym_log.jsonl') for name in ('cifar', 'cifar_torchrun')]
+    if not all(os.path.exists(p) for p in logs):
+        return []
+    recs = []
+    for path in logs:  # the epoch records (the plain run was resumed for one more epoch)
+        with open(path) as f:
+            recs.append([r for r in map(json.loads, filter(str.strip, f)) if 'epoch' in r])
+    seconds = [[r.pop('seconds', None) for r in rs] for rs in recs]
+    return ['- torchrun --nproc_per_node 1 against the plain run (CIFAR smoke, epochs %s): records %s; '
+            'seconds at the end of each epoch %s (plain) and %s (torchrun)'
+            % ([r['epoch'] for r in recs[1]], 'identical' if recs[0][:len(recs[1])] == recs[1] else 'DIFFERENT',
+               seconds[0], seconds[1]), '']
 
 
 def fastest_config(args):

@@ -39,9 +39,14 @@ def ensemble_predictions(nets, batches, autocast):
         labels.append(label.cpu())
         probs.append(best.cpu())
         order.append(index.cpu())
-    order = torch.cat(order)
+    order, labels, probs = torch.cat(order), torch.cat(labels), torch.cat(probs)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and \
+            torch.distributed.get_world_size() > 1:  # every rank predicted its shard
+        device = next(nets[0].parameters()).device
+        order, labels, probs = (t.cpu() for t in dm.all_gather_rows(order.to(device), labels.to(device),
+                                                                     probs.to(device)))
     out_label, out_prob = torch.empty(len(order), dtype=torch.long), torch.empty(len(order))
-    out_label[order], out_prob[order] = torch.cat(labels), torch.cat(probs)
+    out_label[order], out_prob[order] = labels, probs
     return out_label.numpy(), out_prob.numpy().astype(np.float64)
 
 

@@ -79,6 +79,22 @@ class RunLog(object):
             self.board.close()
 
 
+class NullLog(object):
+    """What ranks other than 0 log to under torchrun: nothing (rank 0 writes the run's files)."""
+
+    def write(self, name, line):
+        pass
+
+    def json(self, name, record):
+        pass
+
+    def offsets(self):
+        return {}
+
+    def close(self):
+        pass
+
+
 def _flatten(values, prefix):
     for key, value in values.items():
         if isinstance(value, dict):
@@ -128,6 +144,10 @@ class Progress(object):
 def progress_bars(prefix, every=10):
     """The algorithm's progress hook: progress(what, total) -> a context manager giving
     on_step, with a bar titled '<prefix> <what>' (e.g. 'cifar10:0.5-sym | Epoch 3 train net1')."""
+    import distributed
+    if not distributed.is_main():  # under torchrun only rank 0 shows progress
+        return None
+
     @contextlib.contextmanager
     def progress(what, total):
         p = Progress(total, '%s %s' % (prefix, what), every)

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.optim as optim
 
+import distributed
 import dividemix as dm
 from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, remove_stale_temporaries, rng_state,
                          seed_everything, set_rng_state)
 from cli import Interrupted, UsageError, print_settings
-from logs import RunLog, progress_bars
+from logs import NullLog, RunLog, progress_bars
 
 # Settings that may change between a run and its resumption: they do not alter the numbers.
 RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
@@ -130,9 +131,24 @@ class Run(object):
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
         self.epoch = self.saved_epoch = self.log = None
-        self.lock = RunLock(stem + '.lock').acquire()
+        self.world = distributed.init(runtime.device)  # torchrun: join the process group (after the checks)
+        self.main = distributed.is_main()
+        if settings.batch_size % self.world:
+            raise UsageError('--batch_size %d is the global batch and must split evenly over the %d processes: '
+                             'pass a multiple of %d' % (settings.batch_size, self.world, self.world))
+        distributed.check_same(str(label_digest), 'the noisy training labels', UsageError)
+        self.lock = RunLock(stem + '.lock')
+        error = None
+        if self.main:  # rank 0 holds the lock and writes; the others learn whether it could
+            try:
+                self.lock.acquire()
+            except UsageError as e:
+                error = e
+        if not distributed.all_true(error is None):
+            raise error or UsageError('rank 0 could not start the run (it says why)')
         try:
-            remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
+            if self.main:
+                remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
             self.ckpt = self._checkpoint_to_resume()
             start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
             if self.ckpt is not None:
@@ -142,18 +158,22 @@ class Run(object):
             board = (os.path.join(settings.tensorboard, os.path.basename(stem))
                      if settings.get('tensorboard') is not None else None)
             if not read_only:
-                self.log = RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
-                                  tensorboard=board, start_epoch=start_epoch)
+                self.log = (RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
+                                   tensorboard=board, start_epoch=start_epoch) if self.main else NullLog())
         except BaseException:
             self.lock.release()
             raise
         print_settings(title, settings.as_dict(), notes)
         for line in info:
             print('| ' + line)
-        if self.ckpt is None:
+        if self.world > 1:
+            print('| %d processes (torchrun), --batch_size %d split into %d per process; BatchNorm statistics %s'
+                  % (self.world, settings.batch_size, settings.batch_size // self.world,
+                     'per process (--no_sync_bn)' if settings.get('no_sync_bn') else 'over the global batch'))
+        if self.ckpt is None and self.main and not read_only:
             with open(stem + '_settings.json', 'w') as f:
                 json.dump(dict(settings.as_dict(), **dict(extra_settings or {}, torch=torch.__version__,
-                                                          device_name=runtime.describe())),
+                                                          device_name=runtime.describe(), world_size=self.world)),
                           f, indent=1, sort_keys=True)
 
     def __enter__(self):
@@ -176,6 +196,8 @@ class Run(object):
         if self.log is not None:
             self.log.close()
         self.lock.release()
+        if e is None:
+            distributed.shutdown()
         return False
 
     # ------------------------------------------------------------------ resume or start afresh
@@ -200,6 +222,11 @@ class Run(object):
                              'division at the end of the epoch before it and saved it with the checkpoint; this '
                              'version makes it at the start of the epoch, so the run cannot continue exactly. Finish '
                              'it with the version that started it, or start a new run' % (path, self.script))
+        if ckpt.get('world_size', 1) != self.world:
+            raise UsageError('cannot resume from %s: it was written by a run of %d process(es), this one has %d; the '
+                             'random streams of each process are in the checkpoint, so resume with --nproc_per_node '
+                             '%d (or start a new run)' % (path, ckpt.get('world_size', 1), self.world,
+                                                          ckpt.get('world_size', 1)))
         free = RESUME_FREE + (('warm_up',) if s.get('method') == 'ce' else ())  # no warm-up in a CE-only run
         diffs = compare_settings(ckpt['settings'], s.as_dict(), ignore=free)
         if diffs:
@@ -237,7 +264,13 @@ class Run(object):
         self.nets = [self.runtime.model(make_net()) for _ in range(2)]
         self.optimizers = [optim.SGD(net.parameters(), lr=s.lr, momentum=0.9, weight_decay=weight_decay)
                            for net in self.nets]
-        self.runs = [self.runtime.runner(net, batch_sizes) for net in self.nets]  # what forwards go through
+        # what forwards go through: under torchrun DDP (GlobalBatchNorm unless --no_sync_bn), each process
+        # running its part of every batch; with --compile, the compiled net
+        sync_bn = not s.get('no_sync_bn')
+        self.nets = [distributed.convert_bn(net, sync_bn) for net in self.nets]
+        self.runs = [self.runtime.runner(distributed.wrap(net, self.runtime.device),
+                                         [b // self.world for b in batch_sizes] if self.world > 1 else batch_sizes)
+                     for net in self.nets]
         self.cfg, self.source, self.clean, self.stats_line = cfg, source, clean, stats_line
         self.histories = dm.new_histories()
         self.start_epoch = 0
@@ -247,12 +280,17 @@ class Run(object):
                 self.nets[k].load_state_dict(ckpt['net%d' % (k + 1)])
                 self.optimizers[k].load_state_dict(ckpt['optimizer%d' % (k + 1)])
                 self.histories[k].extend(ckpt['history'][k])
-            set_rng_state(ckpt['rng'])
-            if ckpt.get('format', 1) == 1:  # format 1 kept the device pipeline's generator with the global streams
-                pipeline = ckpt['rng'].get('generators', {}).get('pipeline')
-                source.load_state_dict({} if pipeline is None else {'generator': pipeline})
+            if self.world > 1:  # every process's own streams
+                mine = ckpt['rank_states'][distributed.rank()]
+                set_rng_state(mine['rng'])
+                source.load_state_dict(mine['source'])
             else:
-                source.load_state_dict(ckpt['source'])
+                set_rng_state(ckpt['rng'])
+                if ckpt.get('format', 1) == 1:  # format 1 kept the device pipeline's generator with the global ones
+                    pipeline = ckpt['rng'].get('generators', {}).get('pipeline')
+                    source.load_state_dict({} if pipeline is None else {'generator': pipeline})
+                else:
+                    source.load_state_dict(ckpt['source'])
             self.start_epoch = ckpt['epoch'] + 1
             print('| resumed from %s after epoch %d' % (self.resumed_from, ckpt['epoch']))
         return self
@@ -318,6 +356,8 @@ class Run(object):
 
     @staticmethod
     def _warn_if_empty(epoch, division, k):
+        if not distributed.is_main():
+            return
         if division.num_labeled == 0:
             print('warning: epoch %d: the division by net%d labels no sample as clean; net%d is not trained this '
                   'epoch' % (epoch, division.net + 1, k + 1), file=sys.stderr)
@@ -339,14 +379,28 @@ class Run(object):
         record['seconds'] = round(time.time() - self._t0, 3)
         self.log.json('json', record)
         sys.stdout.flush()
-        ckpt = {'format': FORMAT, 'script': self.script, 'epoch': epoch, 'settings': self.s.as_dict(),
-                'label_digest': self.label_digest, 'rng': rng_state(), 'source': self.source.state_dict(),
-                'log_offsets': self.log.offsets(), 'history': [list(h) for h in self.histories]}
-        for k in range(2):
-            ckpt['net%d' % (k + 1)] = self.nets[k].state_dict()
-            ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
-        ckpt.update(state)
-        atomic_save(ckpt, self.ckpt_path)
+        ranks = distributed.gather_objects({'rng': rng_state(), 'source': self.source.state_dict()})
+        if self.main and self.world > 1:
+            # every process draws the same shuffles, augmentations and MixUp numbers; streams that have
+            # drifted apart would train on wrongly cut batches, so stop before saving such an epoch
+            for r in range(1, self.world):
+                if not distributed.same_streams(ranks[r], ranks[0]):
+                    raise RuntimeError('after epoch %d the random streams of process %d differ from process '
+                                       "0's (code that draws random numbers on some processes only?); %s"
+                                       % (epoch, r, 'no checkpoint was written' if self.saved_epoch is None else
+                                          'the checkpoint of epoch %d is kept' % self.saved_epoch))
+        if self.main:
+            ckpt = {'format': FORMAT, 'script': self.script, 'epoch': epoch, 'settings': self.s.as_dict(),
+                    'label_digest': self.label_digest, 'rng': ranks[0]['rng'], 'source': ranks[0]['source'],
+                    'log_offsets': self.log.offsets(), 'history': [list(h) for h in self.histories]}
+            if self.world > 1:  # every process's random streams, to continue each of them
+                ckpt.update(world_size=self.world, rank_states=ranks)
+            for k in range(2):
+                ckpt['net%d' % (k + 1)] = self.nets[k].state_dict()
+                ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
+            ckpt.update(state)
+            atomic_save(ckpt, self.ckpt_path)
+        distributed.barrier()  # no process starts the next epoch before this checkpoint is on disk
         self.saved_epoch = epoch
 
     def save_nets(self, paths=None):
@@ -360,5 +414,6 @@ class Run(object):
         self.log.json('json', {'summary': summary})
         self.log.close()
         self.log = None
-        with open(self.stem + '_summary.json', 'w') as f:
-            json.dump(summary if summary_file is None else summary_file, f, indent=1)
+        if self.main:
+            with open(self.stem + '_summary.json', 'w') as f:
+                json.dump(summary if summary_file is None else summary_file, f, indent=1)

@@ -8,6 +8,7 @@ import contextlib
 
 import torch
 
+import distributed
 from cli import UsageError, check_range
 
 
@@ -20,6 +21,8 @@ class Runtime(object):
             raise UsageError('--device cuda but no CUDA device is available: use --device cpu or auto')
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if device == 'cuda' and distributed.launched():
+            gpuid = distributed.local_rank()  # torchrun: one process per GPU of the node
         if device == 'cuda':
             check_range('gpuid', gpuid, 0, torch.cuda.device_count() - 1,
                         hint='this machine has %d CUDA device(s)' % torch.cuda.device_count())

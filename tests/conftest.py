@@ -24,6 +24,14 @@ def cifar10_dir(tmp_path):
     return root
 
 
+@pytest.fixture(scope='module')
+def cifar10_module_dir(tmp_path_factory):
+    """One tiny CIFAR-10 folder shared by the tests of a module that only read it."""
+    root = str(tmp_path_factory.mktemp('cifar10') / 'cifar-10-batches-py')
+    make_cifar10(root)
+    return root
+
+
 @pytest.fixture
 def cifar100_dir(tmp_path):
     root = str(tmp_path / 'cifar-100-python')

@@ -173,12 +173,12 @@ def test_unlabeled_stream_visits_each_sample_once_per_cycle():
     pred = torch.zeros(30, dtype=torch.bool)
     pred[:7] = True
     seen = []
-    orig = p.train.augment
+    orig = p.train.crop_flip
 
-    def spy(idx, g):
+    def spy(idx, *draws):
         seen.append(idx.clone())
-        return orig(idx, g)
-    p.train.augment = spy
+        return orig(idx, *draws)
+    p.train.crop_flip = spy
     _, unlabeled, _ = p.train_batches(division(pred, torch.ones(30)))
     for _ in range(3):  # 23 unlabeled: batches 8, 8, 7
         next(unlabeled)

@@ -48,10 +48,11 @@ def test_speed_phase_smoke(tmp_path):
 @pytest.mark.slow
 def test_speed_phase_smoke_all_parts(tmp_path):
     done, out = smoke(tmp_path, 'speed')
-    check_parts(done, out, 'speed', ['smoke_cifar', 'smoke_cifar_resume', 'smoke_clothing', 'smoke_clothing_resume',
-                                     'smoke_webvision', 'smoke_webvision_resume', 'smoke_cifar_bf16_cl',
-                                     'bench_reference', 'bench_device', 'bench_bf16_cl', 'breakdown',
-                                     'smoke_cifar_compile', 'bench_compile'])
+    md = check_parts(done, out, 'speed', ['smoke_cifar', 'smoke_cifar_resume', 'smoke_clothing', 'smoke_clothing_resume',
+                                          'smoke_webvision', 'smoke_webvision_resume', 'smoke_cifar_bf16_cl',
+                                          'smoke_cifar_torchrun', 'bench_reference', 'bench_device', 'bench_bf16_cl',
+                                          'breakdown', 'smoke_cifar_compile', 'bench_compile'])
+    assert '- torchrun --nproc_per_node 1 against the plain run (CIFAR smoke, epochs [0]): records identical' in md
 
 
 def test_evidence_phase_smoke(tmp_path):

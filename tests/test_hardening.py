@@ -23,7 +23,7 @@ import dividemix
 import Train_cifar
 import Train_clothing1M
 import Train_webvision
-from conftest import ROOT, make_cifar10, make_clothing1m, make_webvision
+from conftest import ROOT, make_clothing1m, make_webvision
 from test_large_scale import CLOTHING_FAST
 from test_train_cifar import FAST, copy_data, lines, snapshot
 
@@ -47,10 +47,8 @@ def dataloader_errors(main):
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('hardening') / 'c10')
-    make_cifar10(root)
-    return root
+def data(cifar10_module_dir):
+    return cifar10_module_dir
 
 
 @pytest.fixture(scope='module')

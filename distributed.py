@@ -1,0 +1,219 @@
+"""Several processes, one per device: what the run skeleton needs from torch.distributed.
+
+    torchrun --nproc_per_node 4 Train_cifar.py ...        # one node, four GPUs
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --master_addr HOST --master_port 29500 Train_x.py ...
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; without them (plain `python Train_x.py`) nothing here
+does anything and the run is the single-process one, unchanged. Backends: NCCL on CUDA, gloo on
+the CPU. Rank 0 writes every file and prints; the other ranks compute.
+"""
+import datetime
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+
+def launched():
+    """Started by torchrun (or any launcher that sets the env:// variables)?"""
+    return 'WORLD_SIZE' in os.environ and 'RANK' in os.environ
+
+
+def env_rank():
+    """This process's rank from the environment, before the process group exists (0 without torchrun)."""
+    return int(os.environ.get('RANK', 0))
+
+
+def local_rank():
+    return int(os.environ.get('LOCAL_RANK', 0))
+
+
+def active():
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank():
+    return dist.get_rank() if active() else 0
+
+
+def world_size():
+    return dist.get_world_size() if active() else 1
+
+
+def is_main():
+    return rank() == 0
+
+
+def part(n, rank, world):
+    """Rank `rank`'s contiguous share of n rows: a slice (sizes differ by at most one). The same split
+    as dividemix's, which gathers the parts in rank order."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def init(device, timeout_minutes=30):
+    """Join the process group (after the inputs were checked: bad input stops every rank before it).
+    Ranks other than 0 stop printing to stdout. Returns the world size."""
+    if not launched() or active():
+        return world_size()
+    backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    kwargs = {'device_id': device} if device.type == 'cuda' else {}
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes), **kwargs)
+    if dist.get_rank() != 0:
+        sys.stdout = open(os.devnull, 'w')
+    return dist.get_world_size()
+
+
+def shutdown():
+    if active():
+        dist.destroy_process_group()
+
+
+def barrier():
+    if active():
+        dist.barrier()
+
+
+def broadcast_object(obj, src=0):
+    """obj from rank src on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def check_same(value, what, error=RuntimeError):
+    """Raise error naming `what` when value (str or bytes) is not the same on every process
+    (e.g. a data file that differs between the nodes of a multi-node job)."""
+    if not active():
+        return
+    import hashlib
+    data = value.encode() if isinstance(value, str) else bytes(value)
+    mine = hashlib.sha256(data).hexdigest()
+    if not all_true(broadcast_object(mine) == mine):
+        raise error('%s differ(s) between the processes of this job: every node must read the same files '
+                    '(a shared file system, or identical copies)' % what)
+
+
+def same_streams(a, b):
+    """Are two processes' random states (checkpoints.rng_state() and a source's state_dict) equal?
+    CUDA generators are left out: each process draws on its own device only."""
+    if isinstance(a, dict):
+        keys = set(a) - {'cuda'}
+        return keys == set(b) - {'cuda'} and all(same_streams(a[k], b[k]) for k in keys)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_streams(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a.cpu(), b.cpu())
+    return a == b
+
+
+def gather_objects(obj):
+    """[obj of rank 0, obj of rank 1, ...] on rank 0 (None elsewhere); [obj] without a process group."""
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_true(flag):
+    """True on every rank when flag is true on every rank (e.g. 'my checks passed')."""
+    if not active():
+        return bool(flag)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64,
+                     device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training-mode statistics are those of the global batch: every rank's rows
+    together, as the reference's one forward over the whole batch had them. In eval mode, or without
+    a process group of several processes, it is the plain BatchNorm.
+
+    Why not torch.nn.SyncBatchNorm: it refuses CPU tensors (and DDP refuses it on CPU modules), so
+    it could not run, nor be tested, under gloo. This one runs on every backend: each rank's
+    per-channel (mean, sum of squared deviations, count) go through one differentiable all_gather
+    and are merged as parallel variance algorithms do (well conditioned, no E[x^2] - E[x]^2);
+    the backward pass sums the statistics' gradients over the ranks, so DDP's averaged gradient
+    is that of the global batch. Running averages get the unbiased global variance, the same on
+    every rank."""
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError('expected at least 2D input (got %dD input)' % input.dim())
+
+    def forward(self, x):
+        if not (self.training and active() and dist.get_world_size() > 1):
+            return super().forward(x)
+        import torch.distributed.nn.functional as dist_fn  # differentiable collectives
+        C = x.size(1)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, C] + [1] * (x.dim() - 2)
+        xf = x.float()
+        n = x.numel() // C
+        if n:
+            mean = xf.mean(dims)
+            m2 = ((xf - mean.view(shape)) ** 2).sum(dims)
+        else:  # a rank without rows this step still takes part in the collective
+            mean = m2 = xf.new_zeros(C) + 0 * xf.sum()
+        stats = torch.cat([mean, m2, xf.new_tensor([float(n)])])         # (2C + 1,)
+        every = torch.stack(dist_fn.all_gather(stats))                   # (world, 2C + 1)
+        means, m2s, counts = every[:, :C], every[:, C:2 * C], every[:, 2 * C:]
+        total = counts.sum()
+        g_mean = (counts * means).sum(0) / total                         # (C,)
+        g_var = (m2s.sum(0) + (counts * (means - g_mean) ** 2).sum(0)) / total  # biased, for normalising
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                unbiased = g_var * total / (total - 1).clamp(min=1)
+                self.running_mean.mul_(1 - m).add_(m * g_mean.to(self.running_mean.dtype))
+                self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
+        out = (xf - g_mean.view(shape)) * torch.rsqrt(g_var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
+
+
+def convert_bn(net, sync_bn=True):
+    """Every BatchNorm layer of net as a GlobalBatchNorm holding the same parameters and buffers (an
+    optimizer built on them still holds; the state_dict keys are unchanged). Nothing without a process
+    group of several processes, or with sync_bn False (statistics per process: faster, not the
+    reference's)."""
+    if world_size() == 1 or not sync_bn:
+        return net
+    return _convert(net)
+
+
+def _convert(module):
+    out = module
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _convert(child))
+    return out
+
+
+def wrap(net, device):
+    """DistributedDataParallel around net (gradients averaged over the processes), or net itself
+    without a process group. Parameters and buffers are copied from rank 0 once, at the start;
+    buffers are not synchronised at each forward: with GlobalBatchNorm every rank computes the same
+    running statistics (with --no_sync_bn each rank keeps its own, and rank 0's are saved)."""
+    if world_size() == 1:
+        return net
+    import inspect
+    DDP = torch.nn.parallel.DistributedDataParallel
+    no_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(DDP).parameters
+               else {'broadcast_buffers': False})
+    return DDP(net, device_ids=[device.index] if device.type == 'cuda' else None, **no_sync)

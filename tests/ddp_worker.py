@@ -1,0 +1,155 @@
+"""Run under torchrun (or plain python) by tests/test_distributed.py; not a test module itself.
+
+    python tests/ddp_worker.py run OUT SCRIPT [--tiny] [--kill_in EPOCH] [--die_at EPOCH] -- ARGS...
+        SCRIPT's main(ARGS) with Run patched to record, per rank and per epoch, a digest of the two
+        divisions (prob and pred) and of both nets' parameters and buffers (OUT/rank<r>.jsonl), and
+        every file a rank other than 0 opens for writing (OUT/writes<r>.json). --tiny: the tests' tiny
+        network for Clothing1M/WebVision. --kill_in E: rank 0 SIGKILLs the whole process group (the
+        launcher too) in epoch E, once it has trained and before anything of it is saved. --die_at E:
+        rank 1 SIGKILLs itself as epoch E starts. --drift_at E: rank 1 draws one extra number from
+        Python's `random` as epoch E starts. --labels_differ: rank 1 sees other noisy labels.
+
+    python tests/ddp_worker.py step OUT
+        One warm-up step and one DivideMix training step of a small BatchNorm network on a fixed
+        global batch: in one process (plain python) or split over the ranks (torchrun); writes both
+        nets' parameters and buffers after each step to OUT/step<r>.pt.
+"""
+import builtins
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import distributed  # noqa: E402
+import run as run_module  # noqa: E402
+
+
+def _digest(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _net_digest(nets):
+    return _digest(*[t.detach().cpu().numpy() for net in nets for t in net.state_dict().values()])
+
+
+def record_runs(out, kill_in=None, die_at=None, drift_at=None):
+    rank = distributed.env_rank()
+    log = open(os.path.join(out, 'rank%d.jsonl' % rank), 'a')
+    train_epoch, end_epoch = run_module.Run.train_epoch, run_module.Run.end_epoch
+
+    def patched_train_epoch(self, epoch, monitor=False):
+        if die_at is not None and epoch == die_at and rank == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if drift_at is not None and epoch == drift_at and rank == 1:
+            random.random()
+        record, divisions = train_epoch(self, epoch, monitor)
+        if kill_in is not None and epoch == kill_in and rank == 0:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        if divisions:
+            log.write(json.dumps({'epoch': epoch, 'division': [_digest(d.prob, d.pred) for d in divisions],
+                                  'labeled': [int(np.sum(d.pred)) for d in divisions]}) + '\n')
+        return record, divisions
+
+    def patched_end_epoch(self, record, **state):
+        end_epoch(self, record, **state)
+        log.write(json.dumps({'epoch': self.epoch if self.epoch is not None else record.get('epoch'),
+                              'params': _net_digest(self.nets)}) + '\n')
+        log.flush()
+
+    run_module.Run.train_epoch, run_module.Run.end_epoch = patched_train_epoch, patched_end_epoch
+
+    if rank != 0:  # every file a non-zero rank opens for writing, outside OUT
+        writes = []
+        real_open = builtins.open
+
+        def spy_open(file, mode='r', *args, **kwargs):
+            path = os.path.abspath(str(file)) if isinstance(file, (str, bytes, os.PathLike)) else None
+            if path and any(c in mode for c in 'wax+') and not path.startswith(os.path.abspath(out)) \
+                    and path != os.devnull:
+                writes.append(path)
+                with real_open(os.path.join(out, 'writes%d.json' % rank), 'w') as f:
+                    json.dump(writes, f)
+            return real_open(file, mode, *args, **kwargs)
+        builtins.open = spy_open
+        real_save = torch.save
+
+        def spy_save(obj, f, *args, **kwargs):
+            spy_open(f, 'wb').close() if isinstance(f, (str, os.PathLike)) else None
+            return real_save(obj, f, *args, **kwargs)
+        torch.save = spy_save
+
+
+def main_run(argv):
+    out, script = argv[0], argv[1]
+    opts, args = argv[2:argv.index('--')], argv[argv.index('--') + 1:]
+    kill_in = int(opts[opts.index('--kill_in') + 1]) if '--kill_in' in opts else None
+    die_at = int(opts[opts.index('--die_at') + 1]) if '--die_at' in opts else None
+    drift_at = int(opts[opts.index('--drift_at') + 1]) if '--drift_at' in opts else None
+    os.makedirs(out, exist_ok=True)
+    record_runs(out, kill_in, die_at, drift_at)
+    module = __import__(script)
+    if '--labels_differ' in opts and distributed.env_rank() == 1:
+        module.digest = lambda labels: 'another digest'
+    if '--tiny' in opts:
+        from conftest import tiny_net
+        if script == 'Train_clothing1M':
+            module.create_model = lambda s, state=None: tiny_net(s.num_class)
+        else:
+            module.InceptionResNetV2 = tiny_net
+    from cli import run_main
+    run_main(module.main, args, data_errors=(module.dataloader.DatasetError,))
+
+
+def main_step(out):
+    """The same global batch and MixUp draws in one process and split over the ranks."""
+    import dividemix as dm
+    from PreResNet import ResNet18
+    os.makedirs(out, exist_ok=True)
+    world = distributed.init(torch.device('cpu'))
+    rank = distributed.rank()
+    torch.manual_seed(0)
+    nets = [ResNet18(num_classes=4, width=4) for _ in range(2)]
+    optimizers = [torch.optim.SGD(n.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4) for n in nets]
+    nets = [distributed.convert_bn(n) for n in nets]
+    runs = [distributed.wrap(n, torch.device('cpu')) for n in nets]
+    g = torch.Generator().manual_seed(1)
+    B = 8  # the global labeled batch; unlabeled the same
+    x, x2, u, u2 = (torch.randn(B, 3, 32, 32, generator=g) for _ in range(4))
+    labels = torch.randint(0, 4, (B,), generator=g)
+    w_x = torch.rand(B, generator=g)
+    part = distributed.part(B, rank, world)
+    warm = torch.randn(2 * B, 3, 32, 32, generator=g)
+    warm_labels = torch.randint(0, 4, (2 * B,), generator=g)
+    wpart = distributed.part(2 * B, rank, world)
+
+    result = {}
+    # warm-up step of net1 (with the confidence penalty: its mean is over the global batch too)
+    dm.warmup_pass(runs[0], optimizers[0], [(warm[wpart], warm_labels[wpart], None)], conf_penalty=True)
+    result['warmup'] = {k: v.clone() for k, v in nets[0].state_dict().items()}
+    cfg = dm.Config(num_class=4, warm_up=1, T=0.5, alpha=4.0, lambda_u=25.0, p_threshold=0.5, batch_size=B)
+    perm_gen = torch.Generator().manual_seed(2)
+    dm.train_pass(runs[0], runs[1], optimizers[0], [(x[part], x2[part], labels[part], w_x[part])],
+                  iter([(u[part], u2[part])]), cfg, epoch=1, num_iter=1, rng=np.random.RandomState(3),
+                  randperm=lambda n, device=None: torch.randperm(n, generator=perm_gen))
+    result['train'] = {k: v.clone() for k, v in nets[0].state_dict().items()}
+    torch.save(result, os.path.join(out, 'step%d.pt' % rank))
+    distributed.shutdown()
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'run':
+        main_run(sys.argv[2:])
+    else:
+        main_step(sys.argv[2])
