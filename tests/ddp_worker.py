@@ -1,13 +1,14 @@
 """Run under torchrun (or plain python) by tests/test_distributed.py; not a test module itself.
 
-    python tests/ddp_worker.py run OUT SCRIPT [--tiny] [--kill_in EPOCH] [--die_at EPOCH] -- ARGS...
+    python tests/ddp_worker.py run OUT SCRIPT [--tiny] [--kill_in EPOCH] [--die_at EPOCH] -- ARGS... [+++ OUT SCRIPT ...]
         SCRIPT's main(ARGS) with Run patched to record, per rank and per epoch, a digest of the two
         divisions (prob and pred) and of both nets' parameters and buffers (OUT/rank<r>.jsonl), and
         every file a rank other than 0 opens for writing (OUT/writes<r>.json). --tiny: the tests' tiny
         network for Clothing1M/WebVision. --kill_in E: rank 0 SIGKILLs the whole process group (the
         launcher too) in epoch E, once it has trained and before anything of it is saved. --die_at E:
         rank 1 SIGKILLs itself as epoch E starts. --drift_at E: rank 1 draws one extra number from
-        Python's `random` as epoch E starts. --labels_differ: rank 1 sees other noisy labels.
+        Python's `random` as epoch E starts. --labels_differ: rank 1 sees other noisy labels. Jobs
+        after '+++' run next in the same processes and process group; SCRIPT 'step' is main_step.
 
     python tests/ddp_worker.py step OUT
         One warm-up step and one DivideMix training step of a small BatchNorm network on a fixed
@@ -44,9 +45,19 @@ def _net_digest(nets):
     return _digest(*[t.detach().cpu().numpy() for net in nets for t in net.state_dict().values()])
 
 
-def record_runs(out, kill_in=None, die_at=None, drift_at=None):
+JOB = {}  # the current job's output folder and per-rank log
+
+
+def start_job(out):
+    os.makedirs(out, exist_ok=True)
+    if JOB.get('log'):
+        JOB['log'].close()
+    JOB['out'] = out  # first: rank 1's open() spy reads it
+    JOB['log'] = open(os.path.join(out, 'rank%d.jsonl' % distributed.env_rank()), 'a')
+
+
+def record_runs(kill_in=None, die_at=None, drift_at=None):
     rank = distributed.env_rank()
-    log = open(os.path.join(out, 'rank%d.jsonl' % rank), 'a')
     train_epoch, end_epoch = run_module.Run.train_epoch, run_module.Run.end_epoch
 
     def patched_train_epoch(self, epoch, monitor=False):
@@ -58,28 +69,28 @@ def record_runs(out, kill_in=None, die_at=None, drift_at=None):
         if kill_in is not None and epoch == kill_in and rank == 0:
             os.killpg(os.getpgrp(), signal.SIGKILL)
         if divisions:
-            log.write(json.dumps({'epoch': epoch, 'division': [_digest(d.prob, d.pred) for d in divisions],
-                                  'labeled': [int(np.sum(d.pred)) for d in divisions]}) + '\n')
+            JOB['log'].write(json.dumps({'epoch': epoch, 'division': [_digest(d.prob, d.pred) for d in divisions],
+                                         'labeled': [int(np.sum(d.pred)) for d in divisions]}) + '\n')
         return record, divisions
 
     def patched_end_epoch(self, record, **state):
         end_epoch(self, record, **state)
-        log.write(json.dumps({'epoch': self.epoch if self.epoch is not None else record.get('epoch'),
-                              'params': _net_digest(self.nets)}) + '\n')
-        log.flush()
+        JOB['log'].write(json.dumps({'epoch': self.epoch if self.epoch is not None else record.get('epoch'),
+                                     'params': _net_digest(self.nets)}) + '\n')
+        JOB['log'].flush()
 
     run_module.Run.train_epoch, run_module.Run.end_epoch = patched_train_epoch, patched_end_epoch
 
-    if rank != 0:  # every file a non-zero rank opens for writing, outside OUT
+    if rank != 0:  # every file a non-zero rank opens for writing, outside the job's output folder
         writes = []
         real_open = builtins.open
 
         def spy_open(file, mode='r', *args, **kwargs):
             path = os.path.abspath(str(file)) if isinstance(file, (str, bytes, os.PathLike)) else None
-            if path and any(c in mode for c in 'wax+') and not path.startswith(os.path.abspath(out)) \
+            if path and any(c in mode for c in 'wax+') and not path.startswith(os.path.abspath(JOB['out'])) \
                     and path != os.devnull:
                 writes.append(path)
-                with real_open(os.path.join(out, 'writes%d.json' % rank), 'w') as f:
+                with real_open(os.path.join(JOB['out'], 'writes%d.json' % rank), 'w') as f:
                     json.dump(writes, f)
             return real_open(file, mode, *args, **kwargs)
         builtins.open = spy_open
@@ -92,24 +103,39 @@ def record_runs(out, kill_in=None, die_at=None, drift_at=None):
 
 
 def main_run(argv):
-    out, script = argv[0], argv[1]
-    opts, args = argv[2:argv.index('--')], argv[argv.index('--') + 1:]
-    kill_in = int(opts[opts.index('--kill_in') + 1]) if '--kill_in' in opts else None
-    die_at = int(opts[opts.index('--die_at') + 1]) if '--die_at' in opts else None
-    drift_at = int(opts[opts.index('--drift_at') + 1]) if '--drift_at' in opts else None
-    os.makedirs(out, exist_ok=True)
-    record_runs(out, kill_in, die_at, drift_at)
-    module = __import__(script)
-    if '--labels_differ' in opts and distributed.env_rank() == 1:
-        module.digest = lambda labels: 'another digest'
-    if '--tiny' in opts:
-        from conftest import tiny_net
-        if script == 'Train_clothing1M':
-            module.create_model = lambda s, state=None: tiny_net(s.num_class)
+    """Jobs separated by '+++', one after the other in these processes: OUT SCRIPT [OPTS] -- ARGS
+    [+++ OUT SCRIPT [OPTS] -- ARGS ...]. The process group is kept between jobs (one torchrun start
+    for several scripts; a gloo group cannot be left and joined again within one torchrun job)."""
+    jobs, job = [], []
+    for a in argv + ['+++']:
+        if a == '+++':
+            jobs.append(job)
+            job = []
         else:
-            module.InceptionResNetV2 = tiny_net
+            job.append(a)
+    opts = jobs[0][2:jobs[0].index('--')]
+    value = lambda flag: int(opts[opts.index(flag) + 1]) if flag in opts else None
+    record_runs(value('--kill_in'), value('--die_at'), value('--drift_at'))
     from cli import run_main
-    run_main(module.main, args, data_errors=(module.dataloader.DatasetError,))
+    shutdown = distributed.shutdown
+    for k, job in enumerate(jobs):
+        out, script = job[0], job[1]
+        opts, args = job[2:job.index('--')], job[job.index('--') + 1:]
+        start_job(out)
+        distributed.shutdown = shutdown if k == len(jobs) - 1 else (lambda: None)
+        if script == 'step':
+            main_step(out)
+            continue
+        module = __import__(script)
+        if '--labels_differ' in opts and distributed.env_rank() == 1:
+            module.digest = lambda labels: 'another digest'
+        if '--tiny' in opts:
+            from conftest import tiny_net
+            if script == 'Train_clothing1M':
+                module.create_model = lambda s, state=None: tiny_net(s.num_class)
+            else:
+                module.InceptionResNetV2 = tiny_net
+        run_main(module.main, args, data_errors=(module.dataloader.DatasetError,))
 
 
 def main_step(out):
@@ -145,7 +171,7 @@ def main_step(out):
                   randperm=lambda n, device=None: torch.randperm(n, generator=perm_gen))
     result['train'] = {k: v.clone() for k, v in nets[0].state_dict().items()}
     torch.save(result, os.path.join(out, 'step%d.pt' % rank))
-    distributed.shutdown()
+    distributed.shutdown()  # main_run keeps the group when a job follows
 
 
 if __name__ == '__main__':

@@ -84,9 +84,12 @@ def cifar_root(cifar10_module_dir):
 def two_rank_run(cifar_root, tmp_path_factory):
     """One uninterrupted 2-rank CIFAR run (a warm-up epoch, then a DivideMix epoch)."""
     tmp = tmp_path_factory.mktemp('two')
-    # a noise file of its own, so that it is drawn in this run (and rank 1 must not write it)
-    done = worker_run(2, tmp / 'out', 'Train_cifar', ['--data_path', cifar_root, '--checkpoint_dir', str(tmp / 'ck'),
-                                                       '--noise_file', str(tmp / 'noise.json')] + CIFAR, tmp)
+    # first, in the same job (one torchrun start), the one-step comparison of
+    # test_one_step_under_two_ranks_matches_the_single_process_step; the run has a noise file of its own,
+    # so that it is drawn in this run (and rank 1 must not write it)
+    done = torchrun(2, [WORKER, 'run', str(tmp / 'step'), 'step', '--', '+++', str(tmp / 'out'), 'Train_cifar', '--',
+                        '--data_path', cifar_root, '--checkpoint_dir', str(tmp / 'ck'),
+                        '--noise_file', str(tmp / 'noise.json')] + CIFAR, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, done
 
@@ -193,48 +196,56 @@ def test_bad_input_is_reported_once(cifar_root, tmp_path):
     assert not os.path.exists(str(tmp_path / 'cifar10_0.5_sym_log.jsonl'))
 
 
-@pytest.mark.parametrize('script', ['Train_clothing1M', 'Train_webvision', 'Train_folder'])
-def test_other_scripts_under_two_ranks(script, tmp_path):
-    if script == 'Train_folder':  # own data: the label report holds every sample once, written by rank 0
-        from tiny_data import make_image_folder
-        root = str(tmp_path / 'animals')
-        paths, _, _ = make_image_folder(root, noisy=(0, 13))
-        args = ['--data_path', root, '--arch', 'cnn', '--width', '4', '--num_epochs', '1', '--warm_up', '1',
-                '--batch_size', '8', '--num_workers', '0']
-    elif script == 'Train_clothing1M':
-        root = str(tmp_path / 'clothing1m')
-        make_clothing1m(root)
-        args = ['--data_path', root, '--random_init', '--num_epochs', '1', '--batch_size', '4', '--num_batches', '2',
-                '--eval_batch_size', '4', '--num_workers', '0']
-    else:
-        root = str(tmp_path / 'webvision') + '/'
-        make_webvision(root, num_class=2, per_class=3, n_val=2, n_imagenet=1)
-        args = ['--data_path', root, '--num_class', '2', '--num_epochs', '1', '--batch_size', '2', '--num_workers', '0']
-    done = worker_run(2, tmp_path / 'out', script, args + ['--checkpoint_dir', str(tmp_path / 'ck')], tmp_path,
-                      opts=['--tiny'])
+@pytest.fixture(scope='module')
+def other_scripts(tmp_path_factory):
+    """Clothing1M, WebVision (the tests' tiny network) and Train_folder on tiny roots, one after the other
+    in one 2-process torchrun job (one start instead of three)."""
+    tmp = tmp_path_factory.mktemp('others')
+    from tiny_data import make_image_folder
+    make_clothing1m(str(tmp / 'clothing1m'))
+    make_webvision(str(tmp / 'webvision'), num_class=2, per_class=3, n_val=2, n_imagenet=1)
+    paths, _, _ = make_image_folder(str(tmp / 'animals'), noisy=(0, 13))
+    args = {
+        'Train_clothing1M': ['--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '1',
+                             '--batch_size', '4', '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0'],
+        'Train_webvision': ['--data_path', str(tmp / 'webvision') + '/', '--num_class', '2', '--num_epochs', '1',
+                            '--batch_size', '2', '--num_workers', '0'],
+        'Train_folder': ['--data_path', str(tmp / 'animals'), '--arch', 'cnn', '--width', '4', '--num_epochs', '1',
+                         '--warm_up', '1', '--batch_size', '8', '--num_workers', '0'],
+    }
+    argv = [WORKER, 'run']
+    for script, a in args.items():
+        argv += (['+++'] if argv[-1] != 'run' else []) + [str(tmp / script / 'out'), script, '--tiny', '--'] + a + [
+            '--checkpoint_dir', str(tmp / script / 'ck')]
+    done = torchrun(2, argv, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_ranks_agree(tmp_path / 'out', [1])
-    assert any(name.endswith('_summary.json') for name in os.listdir(str(tmp_path / 'ck')))
-    if script == 'Train_folder':
+    return tmp, done, paths
+
+
+@pytest.mark.parametrize('script', ['Train_clothing1M', 'Train_webvision', 'Train_folder'])
+def test_other_scripts_under_two_ranks(script, other_scripts):
+    tmp, done, paths = other_scripts
+    assert_ranks_agree(tmp / script / 'out', [1])
+    assert any(name.endswith('_summary.json') for name in os.listdir(str(tmp / script / 'ck')))
+    if script == 'Train_folder':  # own data: the label report holds every sample once, written by rank 0
         import csv
-        with open(str(tmp_path / 'ck' / 'animals_label_issues.csv')) as f:
+        with open(str(tmp / script / 'ck' / 'animals_label_issues.csv')) as f:
             rows = list(csv.DictReader(f))
         assert sorted(r['path'] for r in rows) == sorted(paths)
         assert sorted(int(r['index']) for r in rows) == list(range(len(paths)))
         assert done.stdout.count('| label report: ') == 1
 
 
-def test_one_step_under_two_ranks_matches_the_single_process_step(tmp_path):
+def test_one_step_under_two_ranks_matches_the_single_process_step(tmp_path, two_rank_run):
     """Warm-up step (with the confidence penalty) and DivideMix step of a PreResNet with BatchNorm on
     one global batch: the 2-rank parameters and running statistics equal the single process's within
     1e-5. Not bit-equal: the sums over the batch are added in another order (the observed gap is
     about 1e-7); the step itself moves parameters by far more."""
     import ddp_worker
     ddp_worker.main_step(str(tmp_path / 'one'))  # in this process: no process group
-    two = torchrun(2, [WORKER, 'step', str(tmp_path / 'two')], tmp_path)
-    assert two.returncode == 0, two.stderr[-3000:]
+    step = two_rank_run[0] / 'step'  # the 2-process step, run first in the fixture's job
     one = torch.load(str(tmp_path / 'one' / 'step0.pt'))
-    r0, r1 = (torch.load(str(tmp_path / 'two' / ('step%d.pt' % r))) for r in (0, 1))
+    r0, r1 = (torch.load(str(step / ('step%d.pt' % r))) for r in (0, 1))
     for phase in ('warmup', 'train'):
         assert all(torch.equal(r0[phase][k], r1[phase][k]) for k in r0[phase])
         gap = max((one[phase][k].double() - r0[phase][k].double()).abs().max().item() for k in one[phase])
