@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.
 
 WORKER = os.path.join(ROOT, 'tests', 'ddp_worker.py')
 CIFAR = ['--num_epochs', '1', '--warm_up', '1', '--width', '4', '--batch_size', '32', '--num_workers', '0',
-         '--log_every', '1']
+         '--log_every', '1', '--train_subset', '100', '--test_subset', '20']
 
 
 # one thread per process, as torchrun sets it for several: the thread count changes the order of float

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 
-CHEAP = 'smoke_cifar,smoke_cifar_resume,bench_reference,bench_device,breakdown'
+CHEAP = 'smoke_cifar,bench_reference,bench_device,breakdown'
 
 
 
@@ -32,7 +32,7 @@ def check_parts(done, out, phase, names):
 
 
 def test_speed_phase_smoke(tmp_path):
-    """The driver with a smoke run and its resume, two benchmark configs and the breakdown (every part,
+    """The driver with a smoke run, two benchmark configs and the breakdown (every part, the resumes,
     Clothing1M/WebVision and the compiled ones too, is in test_speed_phase_smoke_all_parts, -m slow):
     the merged table, the targets, the breakdown."""
     done, out = smoke(tmp_path, 'speed', '--parts', CHEAP)
@@ -43,7 +43,7 @@ def test_speed_phase_smoke(tmp_path):
     assert 'target: post-warm-up epoch of the device pipeline (fp32) >= 5x the reference pipeline' in md
     assert 'target: 301-epoch CIFAR-10 run < 1 hour' in md
     assert 'Where a post-warm-up epoch goes' in md and 'co-guess + co-refine (6 no-grad forwards)' in md
-    assert os.path.exists(os.path.join(out, 'runs', 'cifar', 'cifar10_0.5_sym_net1.pth.tar'))  # the resume finished
+    assert os.path.exists(os.path.join(out, 'runs', 'cifar', 'cifar10_0.5_sym_net1.pth.tar'))
 
 
 @pytest.mark.slow
@@ -55,14 +55,16 @@ def test_speed_phase_smoke_all_parts(tmp_path):
                                           'breakdown', 'smoke_cifar_compile', 'bench_compile'])
     assert '- torchrun --nproc_per_node 1 against the plain run (CIFAR smoke, epochs [0]): records identical' in md
     assert '| compile | ' in md and '| bf16_cl | ' in md
+    with open(os.path.join(out, 'runs', 'cifar', 'cifar10_0.5_sym_log.jsonl')) as f:  # the resume added epoch 1
+        assert [json.loads(l).get('epoch') for l in f if '"epoch"' in l] == [0, 1]
 
 
-def test_evidence_phase_smoke(tmp_path):
-    done, out = smoke(tmp_path, 'evidence')
-    md = check_parts(done, out, 'evidence', ['sym80_dividemix', 'sym80_ce', 'asym40_dividemix', 'asym40_ce'])
-    for row in ('| sym 80% | DivideMix | 2 |', '| sym 80% | cross-entropy | 2 |', '| asym 40% | DivideMix | 2 |',
-                '| asym 40% | cross-entropy | 2 |'):
-        assert row in md
+def check_evidence(done, out, settings):
+    parts = [name for label in settings for name in (label + '_dividemix', label + '_ce')]
+    md = check_parts(done, out, 'evidence', parts)
+    for label in settings:
+        name = '%s %s%%' % (label[:-2], label[-2:])
+        assert '| %s | DivideMix | 2 |' % name in md and '| %s | cross-entropy | 2 |' % name in md
     # both methods of a setting trained on the same noisy labels
     with open(os.path.join(out, 'evidence', 'fashionmnist_0.8_sym_dividemix_settings.json')) as f:
         a = json.load(f)
@@ -70,3 +72,15 @@ def test_evidence_phase_smoke(tmp_path):
         b = json.load(f)
     assert a['noise_file'] == b['noise_file'] and a['noise_rate'] == b['noise_rate'] and b['method'] == 'ce'
     assert os.path.getsize(os.path.join(out, 'evidence_acc.png')) > 1000
+
+
+def test_evidence_phase_smoke(tmp_path):
+    """The first pair (80% symmetric noise); both pairs in test_evidence_phase_smoke_both_settings (-m slow)."""
+    done, out = smoke(tmp_path, 'evidence', '--parts', 'sym80_dividemix,sym80_ce')
+    check_evidence(done, out, ['sym80'])
+
+
+@pytest.mark.slow
+def test_evidence_phase_smoke_both_settings(tmp_path):
+    done, out = smoke(tmp_path, 'evidence')
+    check_evidence(done, out, ['sym80', 'asym40'])

@@ -157,10 +157,10 @@ def test_instance_noise_rate_determinism_and_no_self_flip():
     elapsed = time.time() - t0
     assert elapsed < 60, 'instance noise on 50,000 images took %.1f s' % elapsed
     assert abs(np.mean(noisy != labels) - r) < 0.02
-    again = np.array(dl.instance_noise(images, labels, r, C, 123, info['mean'], info['std']))
-    assert (again == noisy).all()
-    other = np.array(dl.instance_noise(images, labels, r, C, 124, info['mean'], info['std']))
-    assert (other != noisy).any()
+    # determinism on a subset (the full set once is enough for the time and the rate)
+    few = [np.array(dl.instance_noise(images[:5000], labels[:5000], r, C, seed, info['mean'], info['std']))
+           for seed in (123, 123, 124)]
+    assert (few[0] == few[1]).all() and (few[0] != few[2]).any()
 
     P = dl.instance_flip_probs(images[:2000], labels[:2000], r, C, np.random.default_rng(5), info['mean'], info['std'])
     np.testing.assert_allclose(P.sum(1), 1.0, atol=1e-9)
