@@ -131,6 +131,7 @@ class Run(object):
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
         self.epoch = self.saved_epoch = self.log = None
+        self._saving, self._pending = False, None  # a signal during a save waits for its end (end_epoch)
         self.world = distributed.init(runtime.device)  # torchrun: join the process group (after the checks)
         self.main = distributed.is_main()
         if settings.batch_size % self.world:
@@ -180,6 +181,9 @@ class Run(object):
         self._handlers = {}
         if threading.current_thread() is threading.main_thread():
             def interrupt(signum, frame):
+                if self._saving:  # let the checkpoint and saved_epoch agree; raised right after (end_epoch)
+                    self._pending = signum
+                    return
                 raise Interrupted(signum)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._handlers[signum] = signal.signal(signum, interrupt)
@@ -399,9 +403,16 @@ class Run(object):
                 ckpt['net%d' % (k + 1)] = self.nets[k].state_dict()
                 ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
             ckpt.update(state)
-            atomic_save(ckpt, self.ckpt_path)
+        self._saving = True  # SIGTERM/SIGINT wait until the file and saved_epoch (the exit message) agree
+        try:
+            if self.main:
+                atomic_save(ckpt, self.ckpt_path)
+            self.saved_epoch = epoch
+        finally:
+            self._saving = False
+        if self._pending is not None:
+            raise Interrupted(self._pending)
         distributed.barrier()  # no process starts the next epoch before this checkpoint is on disk
-        self.saved_epoch = epoch
 
     def save_nets(self, paths=None):
         """Save both nets' state dicts (default <stem>_net1.pth.tar, <stem>_net2.pth.tar)."""

@@ -353,6 +353,23 @@ def test_signals_keep_the_last_checkpoint_and_say_how_to_resume(data, tmp_path, 
     assert not os.path.exists(os.path.join(ck, STEM + '.lock'))
 
 
+def test_signal_during_a_save_waits_for_it(data, tmp_path, capsys, monkeypatch):
+    """SIGINT while the checkpoint of epoch 0 is being written: the save completes, then the run stops,
+    and the message names the epoch the file holds (it once could name the epoch before)."""
+    import run as run_module
+    real_save = run_module.atomic_save
+
+    def save_with_a_signal(obj, path):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the save
+        return real_save(obj, path)
+    monkeypatch.setattr(run_module, 'atomic_save', save_with_a_signal)
+    ck = str(tmp_path / 'ck')
+    code, out = run(['--data_path', data, '--checkpoint_dir', ck, '--num_epochs', '3', '--warm_up', '1'] + FAST, capsys)
+    assert code == 130
+    assert torch.load(os.path.join(ck, STEM + '_checkpoint.pth.tar'), weights_only=True)['epoch'] == 0
+    assert 'error: interrupted by SIGINT during epoch 0. The checkpoint after epoch 0 is kept' in out
+
+
 def test_interrupt_before_any_checkpoint_says_nothing_to_resume(data, tmp_path, capsys, monkeypatch):
     def interrupt(*a, **k):
         raise cli.Interrupted(signal.SIGTERM)
