@@ -147,10 +147,18 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if input.dim() < 2:
             raise ValueError('expected at least 2D input (got %dD input)' % input.dim())
 
-    def forward(self, x):
-        if not (self.training and active() and dist.get_world_size() > 1):
-            return super().forward(x)
+    def _global(self):
+        """Whether this forward uses the global batch's statistics."""
+        return self.training and active() and dist.get_world_size() > 1
+
+    def _gather(self, stats):
+        """(world, 2C + 1): every rank's statistics, through a differentiable all_gather."""
         import torch.distributed.nn.functional as dist_fn  # differentiable collectives
+        return torch.stack(dist_fn.all_gather(stats))
+
+    def forward(self, x):
+        if not self._global():
+            return super().forward(x)
         C = x.size(1)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, C] + [1] * (x.dim() - 2)
@@ -162,7 +170,7 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         else:  # a rank without rows this step still takes part in the collective
             mean = m2 = xf.new_zeros(C) + 0 * xf.sum()
         stats = torch.cat([mean, m2, xf.new_tensor([float(n)])])         # (2C + 1,)
-        every = torch.stack(dist_fn.all_gather(stats))                   # (world, 2C + 1)
+        every = self._gather(stats)                                      # (world, 2C + 1)
         means, m2s, counts = every[:, :C], every[:, C:2 * C], every[:, 2 * C:]
         total = counts.sum()
         g_mean = (counts * means).sum(0) / total                         # (C,)
@@ -190,10 +198,12 @@ def convert_bn(net, sync_bn=True):
     return _convert(net)
 
 
-def _convert(module):
+def _convert(module, cls=None):
+    """module with every BatchNorm replaced by cls (GlobalBatchNorm), in place below the top."""
+    cls = cls or GlobalBatchNorm
     out = module
     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+        out = cls(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
@@ -201,7 +211,7 @@ def _convert(module):
         out.num_batches_tracked = module.num_batches_tracked
         out.train(module.training)
     for name, child in module.named_children():
-        out.add_module(name, _convert(child))
+        out.add_module(name, _convert(child, cls))
     return out
 
 

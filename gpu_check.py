@@ -13,8 +13,10 @@ speed, in order (a CUDA-only failure shows up first, and cheaply):
                  fp32, + bf16 + channels_last (benchmark.py)
   breakdown      eval_train + GMM and the parts of one training iteration, for the fastest of those
   smoke_cifar_compile, bench_compile
-                 last, as the slowest and least certain: --compile with reduce-overhead (CUDA graphs)
-                 at the benchmark's shapes, then the compiled config, from inductor's on-disk cache
+                 --compile with reduce-overhead (CUDA graphs) at the benchmark's shapes, then the
+                 compiled config, from inductor's on-disk cache: late, as the slowest and least certain
+  scaling_*      the torchrun issue's measurements: step and eval times at the per-process batches of
+                 1, 2, 4, 8 GPUs for CIFAR-10, Clothing1M, WebVision, and the projected scaling (scaling.py)
 evidence: Train_cifar.py --dataset fashionmnist, PreResNet-18, crop+flip, the fp32 device pipeline,
   DivideMix and --method ce side by side on the same noisy labels (two processes sharing the GPU), as
   many epochs as the box allows; 80% symmetric noise, then 40% asymmetric if time remains.
@@ -135,6 +137,13 @@ def speed_parts(args, data):
         '--num_epochs', first, '--precision', 'bf16', '--channels_last', '--compile', '--compile_mode',
         'reduce-overhead'] + ([] if smoke else ['--batch_size', '64', '--eval_batch_size', '1024']), 150, no_compile))
     parts.append(bench_part('compile', 200, no_compile))
+    # For the torchrun issue: one device's step / eval times at the per-process batches of 1, 2, 4, 8 GPUs
+    # and the projected scaling (scaling.py). After the compile parts, whose issue comes first; when the
+    # budget is spent before them, they run alone in the lease's remaining minutes (BENCHMARKS.md).
+    for dataset, box in (('cifar10', 45), ('clothing1m', 60), ('webvision', 90)):
+        parts.append(Part('scaling_' + dataset, ['scaling.py', '--dataset', dataset, '--out',
+                                                 os.path.join(args.out, 'scaling')] +
+                          (['--smoke', '--worlds', '1,2'] if smoke else ['--device', 'cuda']), box))
     return parts
 
 
@@ -168,6 +177,12 @@ def speed_summary(args, rows):
     if os.path.exists(path):
         with open(path) as f:
             lines += [f.read().strip(), '']
+    for dataset in ('cifar10', 'clothing1m', 'webvision'):
+        path = os.path.join(args.out, 'scaling', 'scaling_%s.md' % dataset)
+        if os.path.exists(path):
+            with open(path) as f:
+                lines += ['Projected scaling, %s (scaling.py: measured on one device, communication modelled):'
+                          % dataset, '', f.read().strip(), '']
     return lines
 
 

@@ -52,9 +52,12 @@ def test_speed_phase_smoke_all_parts(tmp_path):
     md = check_parts(done, out, 'speed', ['smoke_cifar', 'smoke_cifar_resume', 'smoke_clothing', 'smoke_clothing_resume',
                                           'smoke_webvision', 'smoke_webvision_resume', 'smoke_cifar_bf16_cl',
                                           'smoke_cifar_torchrun', 'bench_reference', 'bench_device', 'bench_bf16_cl',
-                                          'breakdown', 'smoke_cifar_compile', 'bench_compile'])
+                                          'breakdown', 'smoke_cifar_compile', 'bench_compile', 'scaling_cifar10',
+                                          'scaling_clothing1m', 'scaling_webvision'])
     assert '- torchrun --nproc_per_node 1 against the plain run (CIFAR smoke, epochs [0]): records identical' in md
     assert '| compile | ' in md and '| bf16_cl | ' in md
+    for dataset in ('cifar10', 'clothing1m', 'webvision'):
+        assert 'Projected scaling, %s' % dataset in md
     with open(os.path.join(out, 'runs', 'cifar', 'cifar10_0.5_sym_log.jsonl')) as f:  # the resume added epoch 1
         assert [json.loads(l).get('epoch') for l in f if '"epoch"' in l] == [0, 1]
 
