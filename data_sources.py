@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import distributed
+from cli import UsageError
 from device_data import DeviceImages, stream_seed
 
 
@@ -303,7 +304,8 @@ class ClothingSource(LoaderSource):
         self.paths[k] = list(loader.dataset.train_imgs)  # the sample's paths, in its order
         # drawn alike by every process (same seeded stream, same lists); a node whose lists differ would
         # apply the division to other images
-        distributed.check_same('\n'.join(self.paths[k]), "this epoch's class-balanced sample of Clothing1M")
+        distributed.check_same('\n'.join(self.paths[k]), "this epoch's class-balanced sample of Clothing1M",
+                               UsageError)
 
         def batches():  # items carry their path; the index is the position in the sample
             for x, y, index in shard(loader, False, WithIndex(loader.dataset)):

@@ -8,7 +8,8 @@
         launcher too) in epoch E, once it has trained and before anything of it is saved. --die_at E:
         rank 1 SIGKILLs itself as epoch E starts. --drift_at E: rank 1 draws one extra number from
         Python's `random` as epoch E starts. --labels_differ: rank 1 sees other noisy labels. Jobs
-        after '+++' run next in the same processes and process group; SCRIPT 'step' is main_step.
+        after '+++' run next in the same processes and process group (also after a job that exited
+        with an error; its status is in OUT/exit<rank>.json); SCRIPT 'step' is main_step.
 
     python tests/ddp_worker.py step OUT
         One warm-up step and one DivideMix training step of a small BatchNorm network on a fixed
@@ -48,25 +49,27 @@ def _net_digest(nets):
 JOB = {}  # the current job's output folder and per-rank log
 
 
-def start_job(out):
+def start_job(out, opts):
     os.makedirs(out, exist_ok=True)
     if JOB.get('log'):
         JOB['log'].close()
     JOB['out'] = out  # first: rank 1's open() spy reads it
     JOB['log'] = open(os.path.join(out, 'rank%d.jsonl' % distributed.env_rank()), 'a')
+    for flag in ('--kill_in', '--die_at', '--drift_at'):
+        JOB[flag[2:]] = int(opts[opts.index(flag) + 1]) if flag in opts else None
 
 
-def record_runs(kill_in=None, die_at=None, drift_at=None):
+def record_runs():
     rank = distributed.env_rank()
     train_epoch, end_epoch = run_module.Run.train_epoch, run_module.Run.end_epoch
 
     def patched_train_epoch(self, epoch, monitor=False):
-        if die_at is not None and epoch == die_at and rank == 1:
+        if JOB['die_at'] is not None and epoch == JOB['die_at'] and rank == 1:
             os.kill(os.getpid(), signal.SIGKILL)
-        if drift_at is not None and epoch == drift_at and rank == 1:
+        if JOB['drift_at'] is not None and epoch == JOB['drift_at'] and rank == 1:
             random.random()
         record, divisions = train_epoch(self, epoch, monitor)
-        if kill_in is not None and epoch == kill_in and rank == 0:
+        if JOB['kill_in'] is not None and epoch == JOB['kill_in'] and rank == 0:
             os.killpg(os.getpgrp(), signal.SIGKILL)
         if divisions:
             JOB['log'].write(json.dumps({'epoch': epoch, 'division': [_digest(d.prob, d.pred) for d in divisions],
@@ -105,7 +108,10 @@ def record_runs(kill_in=None, die_at=None, drift_at=None):
 def main_run(argv):
     """Jobs separated by '+++', one after the other in these processes: OUT SCRIPT [OPTS] -- ARGS
     [+++ OUT SCRIPT [OPTS] -- ARGS ...]. The process group is kept between jobs (one torchrun start
-    for several scripts; a gloo group cannot be left and joined again within one torchrun job)."""
+    for several scripts; a gloo group cannot be left and joined again within one torchrun job).
+    A job that exits (cli.run_main's SystemExit: an error every rank reports at the same point) leaves
+    its status in OUT/exit<rank>.json and the next job runs; the process exits with the first non-zero
+    status. Other failures end the processes (torchrun then stops the job)."""
     jobs, job = [], []
     for a in argv + ['+++']:
         if a == '+++':
@@ -113,29 +119,41 @@ def main_run(argv):
             job = []
         else:
             job.append(a)
-    opts = jobs[0][2:jobs[0].index('--')]
-    value = lambda flag: int(opts[opts.index(flag) + 1]) if flag in opts else None
-    record_runs(value('--kill_in'), value('--die_at'), value('--drift_at'))
+    record_runs()
     from cli import run_main
     shutdown = distributed.shutdown
+    codes = []
     for k, job in enumerate(jobs):
         out, script = job[0], job[1]
         opts, args = job[2:job.index('--')], job[job.index('--') + 1:]
-        start_job(out)
+        start_job(out, opts)
         distributed.shutdown = shutdown if k == len(jobs) - 1 else (lambda: None)
         if script == 'step':
             main_step(out)
             continue
         module = __import__(script)
+        patched = {}
         if '--labels_differ' in opts and distributed.env_rank() == 1:
-            module.digest = lambda labels: 'another digest'
+            patched['digest'] = lambda labels: 'another digest'
         if '--tiny' in opts:
             from conftest import tiny_net
             if script == 'Train_clothing1M':
-                module.create_model = lambda s, state=None: tiny_net(s.num_class)
-            else:
-                module.InceptionResNetV2 = tiny_net
-        run_main(module.main, args, data_errors=(module.dataloader.DatasetError,))
+                patched['create_model'] = lambda s, state=None: tiny_net(s.num_class)
+            elif script == 'Train_webvision':
+                patched['InceptionResNetV2'] = tiny_net
+        kept = {name: getattr(module, name) for name in patched}
+        vars(module).update(patched)
+        try:
+            run_main(module.main, args, data_errors=(module.dataloader.DatasetError,))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            vars(module).update(kept)  # the next job runs the script as it is
+        codes.append(code)
+        with open(os.path.join(out, 'exit%d.json' % distributed.env_rank()), 'w') as f:
+            json.dump(code, f)
+    sys.exit(next((c for c in codes if c), 0))
 
 
 def main_step(out):

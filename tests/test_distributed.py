@@ -166,34 +166,72 @@ def test_a_rank_that_dies_ends_the_job_and_keeps_the_checkpoint(cifar_root, tmp_
     assert load_checkpoint(os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar'))['epoch'] == 0
 
 
-def test_processes_whose_random_streams_drift_apart_are_stopped(cifar_root, tmp_path):
-    """A process that draws one number more than the others would cut other global batches; the
-    check after every epoch stops the run before that epoch is saved."""
-    ck = str(tmp_path / 'ck')
-    done = worker_run(2, tmp_path / 'out', 'Train_cifar', ['--data_path', cifar_root, '--checkpoint_dir', ck] + CIFAR,
-                      tmp_path, opts=['--drift_at', '0'])
-    assert done.returncode != 0
-    assert "after epoch 0 the random streams of process 1 differ from process 0's" in done.stderr
-    assert 'no checkpoint was written' in done.stderr
-    assert not os.path.exists(os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar'))
+@pytest.fixture(scope='module')
+def refused_jobs(cifar_root, tmp_path_factory):
+    """Four runs that must stop, one after the other in one 2-process torchrun job (one start instead of
+    four; tests/ddp_worker.py goes on after a job that exits with an error, each job's status in its
+    out/exit<rank>.json): bad input, labels that differ, Clothing1M samples that differ, and last the
+    random streams that drift apart (rank 0 alone raises there, which ends the processes)."""
+    tmp = tmp_path_factory.mktemp('refused')
+    make_clothing1m(str(tmp / 'clothing1m'))
+    cifar = lambda name: ['--data_path', cifar_root, '--checkpoint_dir', str(tmp / name / 'ck')] + CIFAR
+    jobs = {
+        'bad_input': ([], cifar('bad_input') + ['--batch_size', '15']),
+        'labels': (['--labels_differ'], cifar('labels')),
+        'clothing': (['--tiny', '--drift_at', '1'], [
+            '--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '2', '--batch_size', '4',
+            '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0', '--checkpoint_dir',
+            str(tmp / 'clothing' / 'ck')]),
+        'drift': (['--drift_at', '0'], cifar('drift')),
+    }
+    argv = [WORKER, 'run']
+    for name, (opts, args) in jobs.items():
+        script = 'Train_clothing1M' if name == 'clothing' else 'Train_cifar'
+        argv += (['+++'] if argv[-1] != 'run' else []) + [str(tmp / name / 'out'), script] + opts + ['--'] + args
+    done = torchrun(2, argv, tmp)
+
+    def exit_status(name):  # as each rank left the job (None: it did not get there)
+        paths = [os.path.join(str(tmp / name / 'out'), 'exit%d.json' % r) for r in (0, 1)]
+        return [json.load(open(p)) if os.path.exists(p) else None for p in paths]
+    return tmp, done, exit_status
 
 
-def test_labels_that_differ_between_processes_are_refused(cifar_root, tmp_path):
-    ck = str(tmp_path / 'ck')
-    done = worker_run(2, tmp_path / 'out', 'Train_cifar', ['--data_path', cifar_root, '--checkpoint_dir', ck] + CIFAR,
-                      tmp_path, opts=['--labels_differ'])
-    assert done.returncode != 0
-    assert done.stderr.count('error: the noisy training labels differ(s) between the processes of this job') == 1
-    assert not os.path.exists(os.path.join(ck, 'cifar10_0.5_sym_log.jsonl'))
-
-
-def test_bad_input_is_reported_once(cifar_root, tmp_path):
-    done = torchrun(2, [os.path.join(ROOT, 'Train_cifar.py'), '--data_path', cifar_root, '--checkpoint_dir',
-                        str(tmp_path)] + CIFAR + ['--batch_size', '15'], tmp_path)
-    assert done.returncode != 0
+def test_bad_input_is_reported_once(refused_jobs):
+    tmp, done, exit_status = refused_jobs
+    assert exit_status('bad_input') == [2, 2]
     assert done.stderr.count('error: --batch_size 15 is the global batch and must split evenly over the 2 '
                              'processes') == 1
-    assert not os.path.exists(str(tmp_path / 'cifar10_0.5_sym_log.jsonl'))
+    assert not os.path.exists(str(tmp / 'bad_input' / 'ck' / 'cifar10_0.5_sym_log.jsonl'))
+
+
+def test_labels_that_differ_between_processes_are_refused(refused_jobs):
+    tmp, done, exit_status = refused_jobs
+    assert exit_status('labels') == [2, 2]
+    assert done.stderr.count('error: the noisy training labels differ(s) between the processes of this job') == 1
+    assert not os.path.exists(str(tmp / 'labels' / 'ck' / 'cifar10_0.5_sym_log.jsonl'))
+
+
+def test_clothing1m_samples_that_differ_between_processes_are_refused(refused_jobs):
+    """Every process draws Clothing1M's class-balanced eval sample itself; one that drew another sample
+    would apply the division to other images. The digest check at co-divide stops the run there,
+    before the stream check at the epoch's end, with the message once and epoch 0's checkpoint kept."""
+    tmp, done, exit_status = refused_jobs
+    assert exit_status('clothing') == [2, 2]
+    assert done.stderr.count("error: this epoch's class-balanced sample of Clothing1M differ(s) between the "
+                             "processes of this job") == 1, done.stderr[-3000:]
+    from checkpoints import load_checkpoint
+    assert load_checkpoint(str(tmp / 'clothing' / 'ck' / 'clothing1m_checkpoint.pth.tar'))['epoch'] == 0
+
+
+def test_processes_whose_random_streams_drift_apart_are_stopped(refused_jobs):
+    """A process that draws one number more than the others would cut other global batches; the
+    check after every epoch stops the run before that epoch is saved."""
+    tmp, done, exit_status = refused_jobs
+    assert done.returncode != 0
+    assert exit_status('drift') == [None, None]  # an exception, not an exit: torchrun ended the job
+    assert "after epoch 0 the random streams of process 1 differ from process 0's" in done.stderr
+    assert 'no checkpoint was written' in done.stderr
+    assert not os.path.exists(str(tmp / 'drift' / 'ck' / 'cifar10_0.5_sym_checkpoint.pth.tar'))
 
 
 @pytest.fixture(scope='module')

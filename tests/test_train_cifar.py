@@ -83,8 +83,8 @@ def test_end_to_end_logs_and_outputs(tmp_path, cifar10_dir, capsys):
 def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
     """The real model, once: the paper's PreResNet-18 (width 64), a warm-up and a DivideMix epoch."""
     ck = str(tmp_path / 'ck')
-    code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '32',
-                     '--train_subset', '64', '--test_subset', '20', '--num_workers', '0', '--checkpoint_dir', ck],
+    code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '16',
+                     '--train_subset', '32', '--test_subset', '10', '--num_workers', '0', '--checkpoint_dir', ck],
                     capsys)
     assert code == 0, err
     stem = os.path.join(ck, 'cifar10_0.5_sym')
@@ -92,6 +92,8 @@ def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
     assert len(lines(stem + '_stats.txt')) == 2
     sd = torch.load(stem + '_net1.pth.tar', weights_only=True)
     assert sd['conv1.weight'].shape == (64, 3, 3, 3) and sd['linear.weight'].shape == (10, 512)
+    epoch1 = [json.loads(l) for l in lines(stem + '_log.jsonl') if '"epoch": 1' in l][0]
+    assert {'Lx1', 'Lx2'} <= set(epoch1) and not {'skipped1', 'skipped2'} & set(epoch1)  # both nets trained
 
 
 def test_settings_printed_with_their_source(tmp_path, cifar10_dir, capsys):
