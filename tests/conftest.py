@@ -1,6 +1,9 @@
 """Shared fixtures: tiny datasets in the exact on-disk formats of the real ones (built by tiny_data.py)."""
 import os
+import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -15,6 +18,20 @@ from tiny_data import (fine_to_coarse, make_cifar10, make_cifar100, make_clothin
                        make_webvision)
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture
+def ram_tmp(tmp_path):
+    """A temporary folder in memory (/dev/shm) where the machine has one with room, else tmp_path: the
+    real networks' checkpoints (WebVision's is ~870 MB: two InceptionResNetV2 and their momentum) are
+    written without waiting for the disk's fsync (on the 2-core test machine 3.5 s against 0.9 s)."""
+    base = '/dev/shm'
+    if os.path.isdir(base) and os.access(base, os.W_OK) and shutil.disk_usage(base).free > 4e9:
+        folder = tempfile.mkdtemp(dir=base, prefix='dividemix-test-')
+        yield pathlib.Path(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        yield tmp_path
 
 
 @pytest.fixture

@@ -58,10 +58,10 @@ def check_report(rows, paths, given, classes, p_threshold):
         assert int(r['flagged']) == int(float(r['clean_prob_mean']) < p_threshold)
 
 
-def test_folder_end_to_end_with_the_paper_network(folder, tmp_path, capsys):
+def test_folder_end_to_end_with_the_paper_network(folder, ram_tmp, capsys):
     """The real model, once: PreResNet-18 (width 64) on PNG and JPEG images of 24 and 32 px."""
     root, paths, given, _ = folder
-    ck = str(tmp_path / 'ck')
+    ck = str(ram_tmp / 'ck')
     code, out = run(['--data_path', root, '--checkpoint_dir', ck] + FAST, capsys)
     assert code == 0, out.err
     assert '| classes (3, label = position): cat, dog, fox' in out.out

@@ -160,9 +160,9 @@ CLOTHING_FAST = ['--num_epochs', '1', '--batch_size', '2', '--num_batches', '2',
                  '--eval_batch_size', '4', '--log_every', '1']
 
 
-def test_clothing1m_end_to_end(clothing_root, tmp_path, capsys):
+def test_clothing1m_end_to_end(clothing_root, ram_tmp, capsys):
     """The real model (ResNet-50 at 224 px), once."""
-    ck = str(tmp_path / 'checkpoint')
+    ck = str(ram_tmp / 'checkpoint')
     code, out = run(Train_clothing1M.main, ['--data_path', clothing_root, '--random_init', '--checkpoint_dir', ck]
                     + CLOTHING_FAST, capsys)
     assert code == 0, out.err
@@ -278,8 +278,8 @@ def test_pretrained_path_is_used(tmp_path):
         Train_clothing1M.create_model(args, Train_clothing1M.imagenet_weights(args))
 
 
-def test_webvision_end_to_end(webvision_root, tmp_path, capsys):
-    ck = str(tmp_path / 'checkpoint')
+def test_webvision_end_to_end(webvision_root, ram_tmp, capsys):
+    ck = str(ram_tmp / 'checkpoint')
     code, out = run(Train_webvision.main, ['--data_path', webvision_root, '--num_class', '2', '--num_epochs', '1',
                                            '--batch_size', '2', '--num_workers', '0', '--checkpoint_dir', ck,
                                            '--id', 'web'], capsys)

@@ -80,9 +80,9 @@ def test_end_to_end_logs_and_outputs(tmp_path, cifar10_dir, capsys):
     assert os.path.exists(dump)
 
 
-def test_paper_network_end_to_end(tmp_path, cifar10_dir, capsys):
+def test_paper_network_end_to_end(ram_tmp, cifar10_dir, capsys):
     """The real model, once: the paper's PreResNet-18 (width 64), a warm-up and a DivideMix epoch."""
-    ck = str(tmp_path / 'ck')
+    ck = str(ram_tmp / 'ck')
     code, err = run(['--data_path', cifar10_dir, '--num_epochs', '1', '--warm_up', '1', '--batch_size', '16',
                      '--train_subset', '32', '--test_subset', '10', '--num_workers', '0', '--checkpoint_dir', ck],
                     capsys)
