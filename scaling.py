@@ -148,15 +148,16 @@ def measure(spec, runtime, worlds, args):
     return out
 
 
-def comm_per_step(spec, m, W, link_GBps, latency_us, sync_bn=True):
-    """Modelled seconds of one training step's communication for one process (no overlap assumed)."""
+def comm_per_step(spec, m, W, link_GBps, latency_us):
+    """Modelled seconds of one training step's communication for one process, with the default sync BN
+    (no overlap assumed)."""
     if W == 1:
         return 0.0
     B = spec['batch_size']
     row = 4 * int(np.prod(spec['image']))           # fp32 image row
     grads = 2 * (W - 1) / W * 4 * m['params']
     rows = (W - 1) / W * (4 * B * row + 2 * B * 4 * spec['num_class'])  # x, x2, u, u2 rows; targets of x and u
-    collectives = (6 * m['bn_layers'] if sync_bn else 0) + 6  # sync BN per layer; row gathers, penalty, totals
+    collectives = 6 * m['bn_layers'] + 6  # sync BN per layer; row gathers, penalty, totals
     return (grads + rows) / (link_GBps * 1e9) + collectives * latency_us * 1e-6
 
 
@@ -190,9 +191,9 @@ def project(spec, m, worlds, link_GBps, latency_us):
 def table(spec, m, rows, args):
     lines = ['| GPUs | rows per process (b) | step, sync BN (plain BN) | comm per step (modelled) | train | eval_train '
              '| test | GMM | epoch (without comm .. with) | speed-up over 1 (with comm .. without) |%s' %
-             (' decodes/s per process |' if DATASETS[args.dataset]['decoded'] else ''),
+             (' decodes/s per process |' if spec['decoded'] else ''),
              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |%s' %
-             (' --- |' if DATASETS[args.dataset]['decoded'] else '')]
+             (' --- |' if spec['decoded'] else '')]
     for r in rows:
         lines.append('| %d | %d | %.1f ms (%.1f) | %.2f ms | %.1f s | %.1f s | %.1f s | %.2f s | %.1f .. %.1f s '
                      '| %.2fx .. %.2fx |%s' % (
