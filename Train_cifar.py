@@ -204,7 +204,8 @@ def make_source(s, data, runtime):
                             channels_last=runtime.channels_last, crop_flip=s.augment == 'crop_flip')
     loader = dataloader.cifar_dataloader(s.dataset, s.r, s.noise_mode, s.batch_size, s.num_workers, s.data_path,
                                          log=None, noise_file=data.noise_file, data=data,
-                                         eval_batch_size=s.eval_batch_size, crop_flip=s.augment == 'crop_flip')
+                                         eval_batch_size=s.eval_batch_size, crop_flip=s.augment == 'crop_flip',
+                                         pin_memory=runtime.pin_memory)
     return LoaderSource(loader, runtime)
 
 
@@ -263,14 +264,20 @@ def main(argv=None):
 
 
 def save_losses(stem, epoch, divisions, clean, p_threshold):
-    """What plots.py needs for the loss histogram with the fitted GMM (paper Fig. 2)."""
+    """What plots.py needs for the loss histogram with the fitted GMM (paper Fig. 2). Under torchrun
+    rank 0 writes it (every rank holds the same divisions); through a temporary file and a rename."""
+    if not distributed.is_main():
+        return
     out = {'epoch': epoch, 'clean': clean, 'p_threshold': p_threshold}
     for k, d in enumerate(divisions, start=1):
         gmm = d.gmm
         out.update({'input_loss%d' % k: d.input_loss.reshape(-1), 'prob%d' % k: d.prob,
                     'means%d' % k: gmm.means_.reshape(-1), 'variances%d' % k: gmm.covariances_.reshape(-1),
                     'weights%d' % k: gmm.weights_.reshape(-1)})
-    np.savez_compressed('%s_losses_ep%03d.npz' % (stem, epoch), **out)
+    path = '%s_losses_ep%03d.npz' % (stem, epoch)
+    with open(path + '.tmp', 'wb') as f:
+        np.savez_compressed(f, **out)
+    os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':

@@ -72,7 +72,8 @@ def main(argv=None):
     runtime = Runtime.from_args(args)
     check_output_dir(args.checkpoint_dir)
     loader = dataloader.clothing_dataloader(args.data_path, args.batch_size, args.num_batches, args.num_workers,
-                                            num_class=args.num_class, eval_batch_size=args.eval_batch_size)
+                                            num_class=args.num_class, eval_batch_size=args.eval_batch_size,
+                                            pin_memory=runtime.pin_memory)
     try:
         loader.check()
         val_size = len(loader.run('val').dataset)

@@ -170,7 +170,8 @@ def make_source(s, data, runtime):
                                transforms.ToTensor(), normalize])
     train = transforms.Compose([transforms.RandomResizedCrop(s.image_size), transforms.RandomHorizontalFlip(),
                                 transforms.ToTensor(), normalize]) if s.augment == 'crop_flip' else test
-    loader = dataloader.folder_dataloader(data, s.batch_size, s.num_workers, train, test, s.eval_batch_size)
+    loader = dataloader.folder_dataloader(data, s.batch_size, s.num_workers, train, test, s.eval_batch_size,
+                                          pin_memory=runtime.pin_memory)
     return LoaderSource(loader, runtime), {}
 
 

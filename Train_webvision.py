@@ -43,7 +43,8 @@ def main(argv=None):
     check_args(args)
     runtime = Runtime.from_args(args)
     check_output_dir(args.checkpoint_dir)
-    loader = dataloader.webvision_dataloader(args.batch_size, args.num_class, args.num_workers, args.data_path, None)
+    loader = dataloader.webvision_dataloader(args.batch_size, args.num_class, args.num_workers, args.data_path, None,
+                                             pin_memory=runtime.pin_memory)
     try:
         loader.check()
         N = len(loader.run('eval_train').dataset)

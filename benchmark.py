@@ -8,10 +8,12 @@ For each configuration it times one warm-up epoch (both nets, cross-entropy) and
 post-warm-up epoch (eval_train of both nets, GMM, both training passes on a division
 with about half of the samples labeled, ensemble test), through the same functions
 Train_cifar.py runs:
-    reference : PIL transforms + DataLoader workers (the reference's data path), fp32
-    device    : uint8 data on the device, batch augmentation there, fp32
-    bf16_cl   : device + bf16 autocast + channels_last
-    compile   : bf16_cl + torch.compile (mode from --compile_mode)
+    reference     : PIL transforms + DataLoader workers (the reference's data path), fp32
+    device        : uint8 data on the device, batch augmentation there, fp32 (TensorFloat-32 off)
+    tf32          : device + TensorFloat-32 matmuls and convolutions (CUDA, Ampere and newer)
+    bf16_cl       : device + bf16 autocast + channels_last
+    deterministic : device + --deterministic (deterministic cuDNN/cuBLAS algorithms), fp32
+    compile       : bf16_cl + torch.compile (mode from --compile_mode)
 and prints images/s, seconds per epoch, the ratio to the reference pipeline, peak device
 memory, and the projected time of a whole run (warm-up epochs + the rest). Before the
 timed epochs each configuration runs once, untimed, on a small subset (cuDNN autotuning,
@@ -36,7 +38,10 @@ from runtime import Runtime
 CONFIGS = {
     'reference': dict(pipeline='reference', precision='fp32', channels_last=False, compile=False),
     'device': dict(pipeline='device', precision='fp32', channels_last=False, compile=False),
+    'tf32': dict(pipeline='device', precision='tf32', channels_last=False, compile=False),
     'bf16_cl': dict(pipeline='device', precision='bf16', channels_last=True, compile=False),
+    'deterministic': dict(pipeline='device', precision='fp32', channels_last=False, compile=False,
+                          deterministic=True),
     'compile': dict(pipeline='device', precision='bf16', channels_last=True, compile=True),
 }
 
@@ -64,7 +69,7 @@ def make_source(cfg, data, runtime, args):
                             args.batch_size, runtime.device, seed=0, eval_batch_size=args.eval_batch_size,
                             channels_last=runtime.channels_last)
     loader = dataloader.cifar_dataloader('cifar10', 0.5, 'sym', args.batch_size, args.num_workers, '', None,
-                                         data=data)
+                                         data=data, pin_memory=runtime.pin_memory)  # as Train_cifar.py's
     return LoaderSource(loader, runtime)
 
 
@@ -92,7 +97,8 @@ def run_epochs(runs, optimizers, source, runtime, args, prob):
 
 def setup(cfg, args):
     """Runtime, two PreResNet-18s with their SGD optimizers, and what forwards go through."""
-    runtime = Runtime(args.device, 0, cfg['precision'], cfg['channels_last'], cfg['compile'], args.compile_mode)
+    runtime = Runtime(args.device, 0, cfg['precision'], cfg['channels_last'], cfg['compile'], args.compile_mode,
+                      deterministic=cfg.get('deterministic', False))
     seed_everything(0)
     nets = [runtime.model(ResNet18(10, width=args.width)) for _ in range(2)]
     optimizers = [optim.SGD(n.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4) for n in nets]

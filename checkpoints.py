@@ -143,7 +143,10 @@ def seed_everything(seed):
 
 
 def rng_state():
-    """Every global random stream a run draws from, in a form torch.load(weights_only=True) reads."""
+    """Every global random stream a run draws from, in a form torch.load(weights_only=True) reads.
+    CUDA: the generator of the one device this process runs on, and only once CUDA is in use here
+    (asking every visible device would open a context on each, and a resume with fewer visible
+    devices could not restore them all)."""
     np_state = np.random.get_state(legacy=False)
     return {
         'python': random.getstate(),
@@ -152,8 +155,21 @@ def rng_state():
                   'pos': int(np_state['state']['pos']), 'has_gauss': int(np_state['has_gauss']),
                   'gauss': float(np_state['gauss'])},
         'torch': torch.get_rng_state(),
-        'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        'cuda': [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else [],
     }
+
+
+def cuda_state_to_restore(saved, device_index):
+    """Which saved CUDA generator state the process on device `device_index` continues: the one state
+    (format 2.1 and later save only the device the run used), or from a list of every visible
+    device's states (earlier checkpoints) the entry of that index when there is one, else the first
+    (the run used one device; its index may differ under another CUDA_VISIBLE_DEVICES). None: nothing
+    to restore."""
+    if not len(saved):
+        return None
+    if len(saved) == 1:
+        return saved[0]
+    return saved[device_index] if device_index < len(saved) else saved[0]
 
 
 def set_rng_state(state):
@@ -163,8 +179,10 @@ def set_rng_state(state):
                          'state': {'key': n['key'].numpy().astype(np.uint32), 'pos': n['pos']},
                          'has_gauss': n['has_gauss'], 'gauss': n['gauss']})
     torch.set_rng_state(state['torch'])
-    if torch.cuda.is_available() and state['cuda']:
-        torch.cuda.set_rng_state_all(state['cuda'])
+    if torch.cuda.is_initialized():  # a CPU run (or one resumed on the CPU) has no CUDA stream to continue
+        cuda = cuda_state_to_restore(state['cuda'], torch.cuda.current_device())
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def _tuplify(x):

@@ -46,11 +46,24 @@ def _stderr():
     return sys.stderr if distributed.env_rank() == 0 else open(os.devnull, 'w')
 
 
+def deterministic_op(e):
+    """For torch's RuntimeError '<op> does not have a deterministic implementation, but you set
+    torch.use_deterministic_algorithms(True)...' (--deterministic met an op without a deterministic CUDA
+    kernel): the message that names the op and the way out; None for any other error."""
+    msg = str(e)
+    if 'does not have a deterministic implementation' not in msg:
+        return None
+    op = msg.split(' does not have a deterministic implementation', 1)[0].split()[-1]
+    return ('--deterministic: the CUDA op %s has no deterministic kernel, and this run uses it (torch.use_'
+            'deterministic_algorithms(True) refused it). Leave out --deterministic for this network (the run is then '
+            'reproduced statistically, not bit for bit), or choose an --arch that does not use it' % op)
+
+
 def run_main(main, argv=None, data_errors=()):
     """Run main(argv) and turn the expected failures into a message and an exit status:
     2 bad input (UsageError; data_errors, the loaders' error classes, also when a DataLoader
-    worker raised one mid-run: the checkpoint of the last finished epoch is kept; SaveError),
-    3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM."""
+    worker raised one mid-run: the checkpoint of the last finished epoch is kept; SaveError;
+    an op that --deterministic cannot run), 3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM."""
     try:
         return main(argv)
     except UsageError as e:
@@ -74,11 +87,19 @@ def run_main(main, argv=None, data_errors=()):
     except DivergenceError as e:
         kept = _kept(e)
         print('error: training diverged: %s. %s' % (e, (
-            kept + ': --resume continues from it (with the same settings it reaches the same numbers again), or '
-            'lower --lr and start over with --overwrite.') if kept else
+            kept + ': --resume continues from it (with the same settings it diverges again: on the CPU, and on '
+            'CUDA with --deterministic, the same numbers repeat), or lower --lr and start over with --overwrite.')
+            if kept else
             'No checkpoint of this run was written before it: lower --lr and start over (--overwrite).'),
             file=_stderr())
         sys.exit(EXIT_DIVERGED)
+    except RuntimeError as e:
+        msg = deterministic_op(e)
+        if msg is None:
+            raise
+        kept = _kept(e)
+        print('error: %s.%s' % (msg, (' ' + kept + ': continue with --resume.') if kept else ''), file=_stderr())
+        sys.exit(EXIT_USAGE)
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         kept = _kept(e)
@@ -156,8 +177,14 @@ def add_runtime_args(parser):
     g = parser.add_argument_group('runtime (not in the reference)')
     g.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
                    help='auto: CUDA when available (device --gpuid), else CPU')
-    g.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
-                   help='bf16: autocast the forward passes (losses stay fp32)')
+    g.add_argument('--precision', default='fp32', choices=['fp32', 'tf32', 'bf16'],
+                   help='fp32: IEEE single precision (on CUDA too: TensorFloat-32 off); tf32 (CUDA): TensorFloat-32 '
+                        'matmuls and convolutions on Ampere and newer GPUs; bf16: autocast the forward passes (losses '
+                        'stay fp32)')
+    g.add_argument('--deterministic', action='store_true',
+                   help='CUDA: deterministic cuDNN/cuBLAS algorithms and torch.use_deterministic_algorithms(True), '
+                        'so a run and its resumption reach the same bits on the same GPU model and torch version '
+                        '(slower; the CPU is deterministic without it)')
     g.add_argument('--channels_last', action='store_true', help='channels-last memory format (CUDA)')
     g.add_argument('--compile', action='store_true', help='torch.compile the networks')
     g.add_argument('--compile_mode', default='default',

@@ -17,6 +17,7 @@ be the last, ragged one of a pass); evaluation passes split every batch, however
 """
 import abc
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -36,6 +37,15 @@ class Batches(object):
 
     def __len__(self):
         return self.length
+
+
+def generator_device(state):
+    """The kind of device ('cpu' or 'cuda') whose random generator a source's state_dict holds, or None
+    for a source without a generator of its own. A generator's state continues only on its own kind of
+    device: a CUDA (Philox) state is 16 bytes (seed and offset), a CPU (Mersenne Twister) one 5,056."""
+    if not isinstance(state, dict) or state.get('generator') is None:
+        return None
+    return state.get('device') or ('cuda' if state['generator'].numel() == 16 else 'cpu')  # before 'device' was saved
 
 
 class DataSource(abc.ABC):
@@ -132,7 +142,7 @@ class DeviceSource(DataSource):
         return self._perm(n)
 
     def state_dict(self):
-        return {'generator': self.generator.get_state()}
+        return {'generator': self.generator.get_state(), 'device': self.device.type}
 
     def load_state_dict(self, state):
         self.generator.set_state(state['generator'])
@@ -176,10 +186,12 @@ class DeviceSource(DataSource):
         return Batches(batches(), _num_chunks(len(self.test_images), self.eval_batch_size))
 
     def train_batches(self, division):
-        pred = torch.as_tensor(division.pred, dtype=torch.bool).to(self.device)
+        # the division is a host array: its index sets are cut there (a nonzero() on the device would
+        # make the host wait for it) and copied over once
+        pred = np.asarray(division.pred, dtype=bool).reshape(-1)
         prob = torch.as_tensor(division.prob, dtype=torch.float32).to(self.device)
-        labeled_idx = pred.nonzero().view(-1)
-        unlabeled_idx = (~pred).nonzero().view(-1)
+        labeled_idx = torch.from_numpy(np.flatnonzero(pred)).to(self.device)
+        unlabeled_idx = torch.from_numpy(np.flatnonzero(~pred)).to(self.device)
         unlabeled = self._unlabeled_stream(unlabeled_idx) if unlabeled_idx.numel() else None
         return self._labeled(labeled_idx, prob), unlabeled, int(labeled_idx.numel())
 

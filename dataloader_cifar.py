@@ -646,7 +646,10 @@ class cifar_dataloader():
     """Builds the reference's loaders; the data and noisy labels are read once, here."""
 
     def __init__(self, dataset, r, noise_mode, batch_size, num_workers, root_dir, log, noise_file='',
-                 seed=None, cifarn_file=None, data=None, eval_batch_size=None, crop_flip=True):
+                 seed=None, cifarn_file=None, data=None, eval_batch_size=None, crop_flip=True, pin_memory=False):
+        """pin_memory: page-locked batches for fast copies to a GPU (Train_cifar.py passes whether its run
+        is on a GPU; the reference did not pin)."""
+        self.pin_memory = pin_memory
         self.dataset = dataset
         self.r = r
         self.noise_mode = noise_mode
@@ -667,7 +670,7 @@ class cifar_dataloader():
     def _loader(self, dataset, batch_size, shuffle):
         # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
         return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
-                          num_workers=self.num_workers, persistent_workers=False)
+                          num_workers=self.num_workers, persistent_workers=False, pin_memory=self.pin_memory)
 
     def run(self, mode, pred=[], prob=[]):
         if mode == 'warmup':

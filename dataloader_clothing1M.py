@@ -162,7 +162,11 @@ class clothing_dataset(Dataset):
 
 
 class clothing_dataloader():
-    def __init__(self, root, batch_size, num_batches, num_workers, num_class=NUM_CLASS, eval_batch_size=1000):
+    def __init__(self, root, batch_size, num_batches, num_workers, num_class=NUM_CLASS, eval_batch_size=1000,
+                 pin_memory=False):
+        """pin_memory: page-locked batches for fast copies to a GPU (Train_clothing1M.py passes whether its
+        run is on a GPU; the reference did not pin)."""
+        self.pin_memory = pin_memory
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.num_batches = num_batches
@@ -179,7 +183,7 @@ class clothing_dataloader():
     def _loader(self, dataset, batch_size, shuffle):
         # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
         return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def run(self, mode, pred=[], prob=[], paths=[]):
         if mode == 'warmup':

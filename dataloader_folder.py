@@ -248,15 +248,19 @@ class folder_dataloader():
     batch 2B, shuffled), 'eval_train' (all, in order, test transform), 'train' (labeled and unlabeled
     loaders of the division), and the clean splits by name ('val', 'test')."""
 
-    def __init__(self, data, batch_size, num_workers, transform_train, transform_test, eval_batch_size=None):
+    def __init__(self, data, batch_size, num_workers, transform_train, transform_test, eval_batch_size=None,
+                 pin_memory=None):
+        """pin_memory: page-locked batches for fast copies to a GPU (default: when CUDA is available;
+        Train_folder.py passes whether its run is on a GPU)."""
         self.data, self.batch_size, self.num_workers = data, batch_size, num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.eval_batch_size = eval_batch_size or batch_size
         self.transform_train, self.transform_test = transform_train, transform_test
 
     def _loader(self, dataset, batch_size, shuffle):
         # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
-                          num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def run(self, mode, pred=None, prob=None):
         paths, labels = self.data.splits['train']

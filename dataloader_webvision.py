@@ -152,7 +152,10 @@ class webvision_dataset(Dataset):
 
 
 class webvision_dataloader():
-    def __init__(self, batch_size, num_class, num_workers, root_dir, log):
+    def __init__(self, batch_size, num_class, num_workers, root_dir, log, pin_memory=None):
+        """pin_memory: page-locked batches for fast copies to a GPU (default: when CUDA is available, as
+        the reference; the training script passes whether its run is on a GPU)."""
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.batch_size = batch_size
         self.num_class = num_class
         self.num_workers = num_workers
@@ -169,7 +172,7 @@ class webvision_dataloader():
     def _loader(self, dataset, batch_size, shuffle):
         # an empty set (a division with nothing on one side) cannot be shuffled: RandomSampler refuses 0 items
         return DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle and len(dataset) > 0,
-                          num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def run(self, mode, pred=[], prob=[]):
         if mode == 'warmup':

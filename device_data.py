@@ -40,8 +40,8 @@ class DeviceImages(object):
         data = data.to(self.device)
         # the zero border of RandomCrop(padding=pad, fill=0): a black pixel before normalisation
         self.padded = torch.nn.functional.pad(data, (0, 0, pad, pad, pad, pad))
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
 

@@ -130,18 +130,35 @@ def all_true(flag):
     return bool(t.item())
 
 
+class _AllSum(torch.autograd.Function):
+    """Sum over the processes, differentiable (the gradient of a sum over the ranks is the sum of the ranks'
+    gradients), through torch's functional collectives, which torch.compile traces into its graph: a
+    compiled network with GlobalBatchNorm layers stays one graph (torch.distributed.nn's collectives
+    would break it at every layer)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        import torch.distributed._functional_collectives as funcol
+        return funcol.all_reduce(t, 'sum', dist.group.WORLD)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed._functional_collectives as funcol
+        return funcol.all_reduce(grad.contiguous(), 'sum', dist.group.WORLD)
+
+
 class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training-mode statistics are those of the global batch: every rank's rows
     together, as the reference's one forward over the whole batch had them. In eval mode, or without
     a process group of several processes, it is the plain BatchNorm.
 
     Why not torch.nn.SyncBatchNorm: it refuses CPU tensors (and DDP refuses it on CPU modules), so
-    it could not run, nor be tested, under gloo. This one runs on every backend: each rank's
-    per-channel (mean, sum of squared deviations, count) go through one differentiable all_gather
-    and are merged as parallel variance algorithms do (well conditioned, no E[x^2] - E[x]^2);
-    the backward pass sums the statistics' gradients over the ranks, so DDP's averaged gradient
-    is that of the global batch. Running averages get the unbiased global variance, the same on
-    every rank."""
+    it could not run, nor be tested, under gloo. This one runs on every backend, with one collective
+    per layer and forward and no host synchronisation: each rank's per-channel sum and sum of squares
+    (accumulated in float64) and its row count, one tensor of 2C + 1 numbers, are summed over the ranks
+    by one differentiable all-reduce (its backward is the all-reduce of the gradients, so DDP's
+    averaged gradient is that of the global batch). Running averages get the unbiased global
+    variance, the same on every rank."""
 
     def _check_input_dim(self, input):
         if input.dim() < 2:
@@ -151,10 +168,9 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         """Whether this forward uses the global batch's statistics."""
         return self.training and active() and dist.get_world_size() > 1
 
-    def _gather(self, stats):
-        """(world, 2C + 1): every rank's statistics, through a differentiable all_gather."""
-        import torch.distributed.nn.functional as dist_fn  # differentiable collectives
-        return torch.stack(dist_fn.all_gather(stats))
+    def _all_sum(self, stats):
+        """(2C + 1,): the sum of every rank's statistics (a hook: scaling.py times one rank's arithmetic)."""
+        return _AllSum.apply(stats)
 
     def forward(self, x):
         if not self._global():
@@ -163,26 +179,25 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         shape = [1, C] + [1] * (x.dim() - 2)
         xf = x.float()
-        n = x.numel() // C
-        if n:
-            mean = xf.mean(dims)
-            m2 = ((xf - mean.view(shape)) ** 2).sum(dims)
-        else:  # a rank without rows this step still takes part in the collective
-            mean = m2 = xf.new_zeros(C) + 0 * xf.sum()
-        stats = torch.cat([mean, m2, xf.new_tensor([float(n)])])         # (2C + 1,)
-        every = self._gather(stats)                                      # (world, 2C + 1)
-        means, m2s, counts = every[:, :C], every[:, C:2 * C], every[:, 2 * C:]
-        total = counts.sum()
-        g_mean = (counts * means).sum(0) / total                         # (C,)
-        g_var = (m2s.sum(0) + (counts * (means - g_mean) ** 2).sum(0)) / total  # biased, for normalising
+        n = x.numel() // C                                               # a host number: no sync
+        # sums accumulated in float64: E[x^2] - E[x]^2 stays exact to float32 precision unless |mean| is
+        # thousands of standard deviations (a running-mean shift would do it in float32, but torch.compile's
+        # partitioner recomputes such a shift in the backward from the buffer it just updated)
+        s1 = xf.sum(dims, dtype=torch.float64)                           # (C,)
+        s2 = (xf * xf).sum(dims, dtype=torch.float64)                    # (C,)
+        # a rank without rows this step still takes part in the collective (its sums are zeros)
+        total = self._all_sum(torch.cat([s1, s2, s1.new_full((1,), float(n))]))   # (2C + 1,), every rank's
+        count = total[2 * C]
+        g_mean = total[:C] / count                                       # (C,)
+        g_var = (total[C:2 * C] / count - g_mean * g_mean).clamp(min=0)  # biased, for normalising
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                m = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
-                unbiased = g_var * total / (total - 1).clamp(min=1)
-                self.running_mean.mul_(1 - m).add_(m * g_mean.to(self.running_mean.dtype))
-                self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
-        out = (xf - g_mean.view(shape)) * torch.rsqrt(g_var + self.eps).view(shape)
+                m = (1.0 / self.num_batches_tracked.double()) if self.momentum is None else self.momentum
+                unbiased = g_var * count / (count - 1).clamp(min=1)
+                self.running_mean.mul_(1 - m).add_((m * g_mean).to(self.running_mean.dtype))
+                self.running_var.mul_(1 - m).add_((m * unbiased).to(self.running_var.dtype))
+        out = (xf - g_mean.float().view(shape)) * torch.rsqrt(g_var.float() + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out.to(x.dtype)

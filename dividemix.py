@@ -101,14 +101,30 @@ def _all_reduce(t, op=None):
     return t
 
 
+_HOST_GROUP = []
+
+
+def _row_counts(n, world):
+    """Every rank's row count, as Python ints, exchanged over a CPU (gloo) group: the counts are host
+    numbers, and gathering them through NCCL would make the host wait for the device (a sync) before
+    the rows can be cut. Without gloo, through the default group."""
+    group = None
+    if torch.distributed.get_backend() != 'gloo' and torch.distributed.is_gloo_available():
+        if not _HOST_GROUP:  # created by every rank at the same call: all gathers run in the same order
+            _HOST_GROUP.append(torch.distributed.new_group(backend='gloo'))
+        group = _HOST_GROUP[0]
+    device = 'cpu' if group is not None or torch.distributed.get_backend() == 'gloo' else 'cuda'
+    t = torch.tensor([n], device=device)
+    counts = [torch.zeros_like(t) for _ in range(world)]
+    torch.distributed.all_gather(counts, t, group=group)
+    return [int(c) for c in counts]
+
+
 def all_gather_rows(*tensors):
     """Under a process group: each tensor (n_r, ...) on rank r -> the rows of every rank, concatenated
     in rank order, on every rank (n_r may differ between ranks)."""
     _, world = _world()
-    n = torch.tensor([tensors[0].size(0)], device=tensors[0].device)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    torch.distributed.all_gather(sizes, n)
-    sizes = [int(x) for x in sizes]
+    sizes = _row_counts(tensors[0].size(0), world)
     out = []
     for t in tensors:
         padded = t.new_zeros((max(sizes),) + tuple(t.shape[1:]))
@@ -295,8 +311,8 @@ def _global_warmup_loss(outputs, labels, conf_penalty, world):
     probs = torch.softmax(outputs, dim=1)
     ce_sum = F.cross_entropy(outputs, labels, reduction='sum')
     neg_sum = torch.sum(probs.log() * probs) if conf_penalty else torch.zeros((), device=outputs.device)
-    totals = _all_reduce(torch.stack([ce_sum.detach(), neg_sum.detach(),
-                                      torch.tensor(float(outputs.size(0)), device=outputs.device)]))
+    # the row count from a host number by a fill, not a copy from the host (which would wait for the device)
+    totals = _all_reduce(torch.stack([ce_sum.detach(), neg_sum.detach(), outputs.new_full((), float(outputs.size(0)))]))
     count = totals[2]
     return totals[0] / count, world * (ce_sum + neg_sum) / count
 

@@ -10,7 +10,8 @@
 
 A Run decides between a fresh start and a resume before anything in the output folder
 changes, owns the nets, optimizers, loss histories and logs, and writes after every epoch
-a checkpoint from which the run continues exactly.
+a checkpoint from which the run continues exactly (bit for bit on the CPU, and on CUDA with
+--deterministic; runtime.py says why only there).
 """
 import json
 import os
@@ -29,17 +30,21 @@ import dividemix as dm
 from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, remove_stale_temporaries, rng_state,
                          seed_everything, set_rng_state)
 from cli import Interrupted, UsageError, print_settings
+from data_sources import generator_device
 from logs import NullLog, RunLog, progress_bars
 
 # Settings that may change between a run and its resumption: they do not alter the numbers.
 RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
                'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard',
                'accept_noise_file', 'offline', 'report_only', 'report_every')
+# Settings added after checkpoints were written without them, with the value those runs had.
+ADDED_SETTINGS = {'deterministic': False}
 
 
 def compare_settings(saved, current, ignore=()):
     """Names of run-defining settings whose values differ, as 'name: saved -> current'."""
     diffs = []
+    saved = dict(ADDED_SETTINGS, **saved)
     for key in sorted(set(saved) | set(current)):
         if key in ignore:
             continue
@@ -130,7 +135,7 @@ class Run(object):
         self.script, self.s, self.runtime, self.stem, self.name = script, settings, runtime, stem, name
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
-        self.epoch = self.saved_epoch = self.log = None
+        self.epoch = self.saved_epoch = self.log = self.device_note = None
         self._saving, self._pending = False, None  # a signal during a save waits for its end (end_epoch)
         self.world = distributed.init(runtime.device)  # torchrun: join the process group (after the checks)
         self.main = distributed.is_main()
@@ -167,6 +172,8 @@ class Run(object):
         print_settings(title, settings.as_dict(), notes)
         for line in info:
             print('| ' + line)
+        if self.device_note:
+            print('| note: ' + self.device_note)
         if self.world > 1:
             print('| %d processes (torchrun), --batch_size %d split into %d per process; BatchNorm statistics %s'
                   % (self.world, settings.batch_size, settings.batch_size // self.world,
@@ -236,12 +243,33 @@ class Run(object):
         if diffs:
             raise UsageError('cannot resume from %s: the settings differ (%s). Resume with the checkpoint\'s '
                              'settings, or start a new run' % (path, '; '.join(diffs)))
+        self._check_device(ckpt, path)
         if ckpt.get('label_digest') != self.label_digest:
             raise UsageError('cannot resume from %s: the noisy labels differ from the ones it was trained on '
                              '(another noise file or data folder?). Use the same --data_path/--noise_file, or '
                              'start a new run' % path)
         self.resumed_from = path
         return ckpt
+
+    def _check_device(self, ckpt, path):
+        """A run whose data pipeline draws from its own generator on the device (the device pipeline)
+        continues only on that kind of device: refused otherwise, naming the --device to use. Other
+        pipelines draw from the global streams, which continue anywhere; a note says that the
+        continuation is then statistical (another device computes other bits)."""
+        here = self.runtime.device.type
+        states = [r['source'] for r in ckpt['rank_states']] if 'rank_states' in ckpt else [ckpt.get('source', {})]
+        generator = generator_device(states[0])
+        if generator is not None and generator != here:
+            raise UsageError('cannot resume from %s on the %s: the run trained on %s, and its data pipeline draws '
+                             'crops, flips and shuffles from a %s random generator, which the %s cannot continue. '
+                             'Resume with --device %s%s, or start a new run'
+                             % (path, here.upper(), generator.upper(), generator.upper(), here.upper(), generator,
+                                ' on a machine with a GPU' if generator == 'cuda' else ''))
+        saved = ckpt.get('device_type', generator)
+        if saved is not None and saved != here:
+            self.device_note = ('the run trained on %s and resumes on %s: it continues the same random streams, but '
+                                'the two compute other bits, so it is not the bit-for-bit continuation'
+                                % (saved.upper(), here.upper()))
 
     @property
     def fresh(self):
@@ -395,6 +423,7 @@ class Run(object):
                                           'the checkpoint of epoch %d is kept' % self.saved_epoch))
         if self.main:
             ckpt = {'format': FORMAT, 'script': self.script, 'epoch': epoch, 'settings': self.s.as_dict(),
+                    'device_type': self.runtime.device.type,
                     'label_digest': self.label_digest, 'rng': ranks[0]['rng'], 'source': ranks[0]['source'],
                     'log_offsets': self.log.offsets(), 'history': [list(h) for h in self.histories]}
             if self.world > 1:  # every process's random streams, to continue each of them

@@ -72,14 +72,14 @@ def build(model, num_class, width=None):
 
 
 class LocalGlobalBatchNorm(distributed.GlobalBatchNorm):
-    """GlobalBatchNorm's training-mode arithmetic with its all_gather replaced by this process's own
+    """GlobalBatchNorm's training-mode arithmetic with its all-reduce replaced by this process's own
     statistics: on one device it costs what a rank's sync BN computes, without the wire."""
 
     def _global(self):
         return self.training
 
-    def _gather(self, stats):
-        return stats[None]
+    def _all_sum(self, stats):
+        return stats
 
 
 def count_bn(net):

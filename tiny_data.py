@@ -162,15 +162,17 @@ def make_webvision(root, num_class=3, per_class=3, extra_class=1, n_val=4, n_ima
 
 
 def make_roots(folder):
-    """The tiny roots the smoke runs use: {'cifar10', 'clothing', 'webvision'} -> path (built once)."""
+    """The tiny roots the smoke runs use: {'cifar10', 'clothing', 'webvision', 'folder'} -> path (built once)."""
     roots = {'cifar10': os.path.join(folder, 'cifar-10-batches-py'), 'clothing': os.path.join(folder, 'Clothing1M'),
-             'webvision': os.path.join(folder, 'webvision') + os.sep}
+             'webvision': os.path.join(folder, 'webvision') + os.sep, 'folder': os.path.join(folder, 'animals')}
     if not os.path.exists(os.path.join(roots['cifar10'], 'test_batch')):
         make_cifar10(roots['cifar10'])
     if not os.path.exists(os.path.join(roots['clothing'], 'clean_test_key_list.txt')):
         make_clothing1m(roots['clothing'])
     if not os.path.exists(os.path.join(roots['webvision'], 'info', 'val_filelist.txt')):
         make_webvision(roots['webvision'], num_class=2, per_class=2, n_val=1, n_imagenet=1)
+    if not os.path.isdir(os.path.join(roots['folder'], 'test')):
+        make_image_folder(roots['folder'], per_class=8, n_test=2)
     return roots
 
 

@@ -1,5 +1,12 @@
-"""Shared fixtures: tiny datasets in the exact on-disk formats of the real ones (built by tiny_data.py)."""
+"""Shared fixtures: tiny datasets in the exact on-disk formats of the real ones (built by tiny_data.py).
+
+The suite runs on the CPU wherever it runs, a GPU machine included: CUDA devices are hidden from it
+(and from the processes it starts) before torch looks for them. DIVIDEMIX_TEST_CUDA=1 leaves them
+visible, for tests/test_cuda.py, the checks only a GPU can make."""
 import os
+
+if os.environ.get('DIVIDEMIX_TEST_CUDA') != '1':
+    os.environ['CUDA_VISIBLE_DEVICES'] = ''  # before torch initialises CUDA: every test, and every child, on the CPU
 import pathlib
 import shutil
 import sys

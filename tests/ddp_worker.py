@@ -15,6 +15,12 @@
         One warm-up step and one DivideMix training step of a small BatchNorm network on a fixed
         global batch: in one process (plain python) or split over the ranks (torchrun); writes both
         nets' parameters and buffers after each step to OUT/step<r>.pt.
+
+    (as a job of `run`) OUT compile
+        A small network with GlobalBatchNorm, torch.compile'd whole (fullgraph=True, backend aot_eager:
+        the graph capture --compile goes through, without a C++ compiler) against eager, forward and
+        backward on this rank's part of a global batch; OUT/compile<r>.json says whether it compiled
+        as one graph and how far it is from eager.
 """
 import builtins
 import hashlib
@@ -131,6 +137,9 @@ def main_run(argv):
         if script == 'step':
             main_step(out)
             continue
+        if script == 'compile':
+            main_compile(out)
+            continue
         module = __import__(script)
         patched = {}
         if '--labels_differ' in opts and distributed.env_rank() == 1:
@@ -190,6 +199,34 @@ def main_step(out):
     result['train'] = {k: v.clone() for k, v in nets[0].state_dict().items()}
     torch.save(result, os.path.join(out, 'step%d.pt' % rank))
     distributed.shutdown()  # main_run keeps the group when a job follows
+
+
+def main_compile(out):
+    """GlobalBatchNorm inside torch.compile: one graph (no break at the collective), eager's numbers."""
+    import copy
+    os.makedirs(out, exist_ok=True)
+    world = distributed.init(torch.device('cpu'))
+    rank = distributed.rank()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    net = distributed.convert_bn(net)
+    twin = copy.deepcopy(net)
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))[distributed.part(6, rank, world)]
+    result = {'global_bn': type(net[1]).__name__}
+    y = net(x)
+    (y ** 2).mean().backward()
+    try:
+        compiled = torch.compile(twin, backend='aot_eager', fullgraph=True)
+        y2 = compiled(x)
+        (y2 ** 2).mean().backward()
+        result.update(one_graph=True, max_diff=max(float((y - y2).abs().max()), float(
+            (net[0].weight.grad - twin[0].weight.grad).abs().max()), float(
+            (net[1].running_var - twin[1].running_var).abs().max())))
+    except Exception as e:  # fullgraph: a graph break raises
+        result.update(one_graph=False, error=str(e).splitlines()[0][:300])
+    with open(os.path.join(out, 'compile%d.json' % rank), 'w') as f:
+        json.dump(result, f)
 
 
 if __name__ == '__main__':

@@ -87,9 +87,10 @@ def two_rank_run(cifar_root, tmp_path_factory):
     # first, in the same job (one torchrun start), the one-step comparison of
     # test_one_step_under_two_ranks_matches_the_single_process_step; the run has a noise file of its own,
     # so that it is drawn in this run (and rank 1 must not write it)
-    done = torchrun(2, [WORKER, 'run', str(tmp / 'step'), 'step', '--', '+++', str(tmp / 'out'), 'Train_cifar', '--',
+    done = torchrun(2, [WORKER, 'run', str(tmp / 'step'), 'step', '--', '+++', str(tmp / 'compile'), 'compile', '--',
+                        '+++', str(tmp / 'out'), 'Train_cifar', '--',
                         '--data_path', cifar_root, '--checkpoint_dir', str(tmp / 'ck'),
-                        '--noise_file', str(tmp / 'noise.json')] + CIFAR, tmp)
+                        '--noise_file', str(tmp / 'noise.json'), '--dump_losses', '1'] + CIFAR, tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp, done
 
@@ -107,12 +108,25 @@ def test_torchrun_with_one_process_is_the_plain_run(cifar_root, tmp_path, one_th
         records(str(tmp_path / 'one' / 'cifar10_0.5_sym_log.jsonl'))
 
 
+def test_global_batchnorm_compiles_as_one_graph(two_rank_run):
+    """--compile under torchrun: GlobalBatchNorm's all-reduce is traced into the graph (fullgraph=True would
+    raise at a graph break), and the compiled network computes eager's outputs, gradients and running
+    statistics."""
+    for rank in (0, 1):
+        result = json.load(open(str(two_rank_run[0] / 'compile' / ('compile%d.json' % rank))))
+        assert result['global_bn'] == 'GlobalBatchNorm'
+        assert result['one_graph'], result.get('error')
+        assert result['max_diff'] < 1e-5
+
+
 def test_two_ranks_divide_and_train_alike_and_only_rank_0_writes(two_rank_run):
     tmp, done = two_rank_run
     assert_ranks_agree(tmp / 'out', [1])
     assert os.path.exists(str(tmp / 'noise.json'))  # drawn and written by rank 0
+    # --dump_losses 1: the losses file of epoch 1 too, written by rank 0 alone (assert_ranks_agree: rank 1 wrote
+    # nothing)
     assert sorted(os.listdir(str(tmp / 'ck'))) == sorted(
-        'cifar10_0.5_sym' + s for s in ('_acc.txt', '_stats.txt', '_log.jsonl', '_settings.json',
+        'cifar10_0.5_sym' + s for s in ('_acc.txt', '_stats.txt', '_log.jsonl', '_settings.json', '_losses_ep001.npz',
                                         '_checkpoint.pth.tar', '_net1.pth.tar', '_net2.pth.tar', '_summary.json'))
     # printed once: rank 1 is silent
     assert done.stdout.count('| Test Epoch #1') == 1

@@ -27,6 +27,20 @@ def test_channels_last_models_and_inputs():
     assert rt.inputs(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
 
 
+def test_suite_is_pinned_to_the_cpu():
+    """Tests run on the CPU wherever they run: conftest.py hides CUDA devices from the suite and from the
+    processes it starts (on a GPU machine the 2-process tests would otherwise pick NCCL, one GPU for
+    two ranks). gpu_check.py runs this test on the GPU machine."""
+    if os.environ.get('DIVIDEMIX_TEST_CUDA') == '1':
+        pytest.skip('DIVIDEMIX_TEST_CUDA=1 leaves the GPUs visible')
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '' and torch.cuda.device_count() == 0
+    import subprocess
+    import sys
+    child = subprocess.run([sys.executable, '-c', 'import torch; print(torch.cuda.device_count())'],
+                           capture_output=True, text=True)
+    assert child.stdout.strip() == '0'
+
+
 def test_cuda_request_without_cuda_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip('a CUDA device is present')
@@ -146,3 +160,149 @@ def test_channels_last_gradients_match_nchw_at_the_smallest_allowed_width():
     with pytest.raises(cli.UsageError, match='--width 4 with --channels_last'):
         runtime.Runtime('cpu', channels_last=True).check_conv_width(4)
     runtime.Runtime('cpu', precision='bf16', channels_last=True).check_conv_width(4)  # another kernel: allowed
+
+
+# ---------------------------------------------------------------- CUDA readiness, checked on the CPU
+
+def test_precision_tf32_is_cuda_only_and_fp32_turns_tf32_off(capsys, tmp_path, cifar10_dir):
+    """--precision fp32 is IEEE fp32 on CUDA too (TensorFloat-32 off: PyTorch's default runs cuDNN
+    convolutions in TF32); tf32 asks for it, and is refused on the CPU, where it means nothing."""
+    with pytest.raises(cli.UsageError, match='--precision tf32 is a CUDA setting'):
+        runtime.Runtime('cpu', precision='tf32')
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--precision', 'tf32', '--checkpoint_dir',
+                                        str(tmp_path / 'ck')])
+    assert e.value.code == 2 and '--precision tf32 is a CUDA setting' in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / 'ck'))
+
+
+def test_deterministic_is_a_recorded_setting_and_torch_is_told(tmp_path, cifar10_dir, capsys):
+    """--deterministic: torch.use_deterministic_algorithms(True) for the run, recorded in the settings, and a
+    resume must keep it (it changes the algorithms, and so the numbers, on CUDA)."""
+    from test_train_cifar import FAST
+    ck = str(tmp_path / 'ck')
+    args = ['--data_path', cifar10_dir, '--num_epochs', '0', '--warm_up', '1', '--checkpoint_dir', ck] + FAST
+    try:
+        cli.run_main(Train_cifar.main, args + ['--deterministic'])
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert json.load(open(os.path.join(ck, 'cifar10_0.5_sym_settings.json')))['deterministic'] is True
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(Train_cifar.main, args + ['--num_epochs', '1', '--resume'])
+    assert e.value.code == 2 and "--deterministic: True in the checkpoint, False now" in capsys.readouterr().err
+
+
+def test_an_op_without_a_deterministic_kernel_exits_2_naming_it(capsys):
+    """What torch raises under --deterministic for an op that has no deterministic CUDA kernel becomes
+    exit status 2 and a message that names the op and the way out (not a traceback)."""
+    def main(argv):
+        raise RuntimeError('adaptive_max_pool2d_backward_cuda does not have a deterministic implementation, but you '
+                           "set 'torch.use_deterministic_algorithms(True)'. You can turn off determinism just for "
+                           'this operation, or you can use the \'warn_only=True\' option')
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(main, [])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert 'the CUDA op adaptive_max_pool2d_backward_cuda has no deterministic kernel' in err
+    assert 'Leave out --deterministic' in err and 'Traceback' not in err
+
+    def other(argv):
+        raise RuntimeError('something else')
+    with pytest.raises(RuntimeError, match='something else'):  # any other error is not dressed up
+        cli.run_main(other, [])
+
+
+def test_deterministic_pools_compute_what_adaptive_average_pooling_computes():
+    """--deterministic on CUDA swaps torchvision's AdaptiveAvgPool2d(1) (its CUDA backward has no
+    deterministic kernel) for a mean over H and W: the same network function."""
+    from pretrained import classifier
+    torch.manual_seed(0)
+    net = classifier('resnet18', 5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    before = net(x)
+    runtime.deterministic_pools(net)
+    assert type(net.avgpool).__name__ == 'MeanPool'
+    assert torch.allclose(net(x), before, atol=1e-6)
+
+
+def test_cpu_runs_do_not_pin_memory(cifar10_dir, tmp_path):
+    """Pinned batches only for a run on a GPU: a --device cpu run on a GPU machine must not open a CUDA
+    context (the virtual-CUDA tests check that CUDA runs pin)."""
+    assert not runtime.Runtime('cpu').pin_memory
+    args = Train_cifar.build_parser().parse_args(['--data_path', cifar10_dir, '--pipeline', 'reference',
+                                                  '--noise_file', str(tmp_path / 'n.json'), '--num_workers', '0'])
+    data = Train_cifar.load_data(args)
+    s, _ = Train_cifar.resolve_settings(args, data.noise_rate)
+    source = Train_cifar.make_source(s, data, runtime.Runtime('cpu'))
+    assert source.loader.pin_memory is False and source.loader.run('warmup').pin_memory is False
+
+
+def test_only_the_run_device_cuda_state_is_saved_and_any_saved_list_restores(monkeypatch):
+    """checkpoints.rng_state keeps the CUDA generator of the one device the process runs on (never asking
+    every visible device, which opens a context on each); a checkpoint of an older version holds one
+    state per device then visible, and a resume with fewer visible devices restores the right one
+    instead of failing with IndexError."""
+    import checkpoints
+    assert checkpoints.rng_state()['cuda'] == []  # no CUDA in use in this process: nothing to save
+    states = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
+    assert checkpoints.cuda_state_to_restore(states, 3) is states[3]
+    assert checkpoints.cuda_state_to_restore(states[:2], 3) is states[0]  # fewer devices than the run had
+    assert checkpoints.cuda_state_to_restore(states[5:6], 0) is states[5]
+    assert checkpoints.cuda_state_to_restore([], 0) is None
+    restored = []
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'get_rng_state', lambda device='cuda': states[2])
+    monkeypatch.setattr(torch.cuda, 'set_rng_state', lambda state, device='cuda': restored.append(state))
+    saved = checkpoints.rng_state()
+    assert len(saved['cuda']) == 1 and saved['cuda'][0] is states[2]
+    checkpoints.set_rng_state(dict(saved, cuda=states))  # an 8-GPU checkpoint on a 1-GPU machine
+    assert len(restored) == 1 and restored[0] is states[0]
+
+
+def resume_check(device, ckpt):
+    """Run._check_device for a run on `device` (the rest of Run not needed)."""
+    import run as run_module
+    fake = type('R', (), {'runtime': type('T', (), {'device': torch.device(device)})(), 'device_note': None})()
+    run_module.Run._check_device(fake, ckpt, 'x_checkpoint.pth.tar')
+    return fake.device_note
+
+
+def test_a_device_pipeline_checkpoint_resumes_only_on_its_kind_of_device():
+    """The device pipeline's generator state of one kind cannot continue on the other (a CUDA state is
+    16 bytes, a CPU one 5,056): refused with the --device to use, from the recorded kind or, for
+    checkpoints that did not record it, from the state's size. A DataLoader pipeline has no generator
+    of its own: it resumes elsewhere, with a note that the continuation is statistical."""
+    cuda_state = {'generator': torch.zeros(16, dtype=torch.uint8)}
+    cpu_state = {'generator': torch.Generator().get_state()}
+    with pytest.raises(cli.UsageError, match='trained on CUDA.*Resume with --device cuda on a machine with a GPU'):
+        resume_check('cpu', {'source': dict(cuda_state, device='cuda')})
+    with pytest.raises(cli.UsageError, match='--device cuda'):
+        resume_check('cpu', {'source': cuda_state})  # before the kind was recorded
+    with pytest.raises(cli.UsageError, match='trained on CPU.*Resume with --device cpu'):
+        resume_check('cuda', {'source': cpu_state})
+    with pytest.raises(cli.UsageError, match='--device cuda'):  # torchrun: every rank's state
+        resume_check('cpu', {'source': cuda_state, 'rank_states': [{'source': cuda_state}] * 2})
+    assert resume_check('cpu', {'source': cpu_state, 'device_type': 'cpu'}) is None
+    note = resume_check('cpu', {'source': {}, 'device_type': 'cuda'})
+    assert 'trained on CUDA and resumes on CPU' in note and 'not the bit-for-bit continuation' in note
+
+
+def test_a_cuda_checkpoint_resumed_on_the_cpu_exits_2_and_changes_nothing(cifar10_dir, tmp_path, capsys):
+    """End to end: a finished CPU run whose checkpoint is made to look like a GPU run's (the source's
+    generator a CUDA state) is refused with exit status 2, every file as it was."""
+    from test_train_cifar import FAST, snapshot
+    ck = str(tmp_path / 'ck')
+    args = ['--data_path', cifar10_dir, '--num_epochs', '0', '--warm_up', '1', '--checkpoint_dir', ck] + FAST
+    cli.run_main(Train_cifar.main, args)
+    path = os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar')
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['source'] = {'generator': torch.zeros(16, dtype=torch.uint8), 'device': 'cuda'}
+    ckpt['device_type'] = 'cuda'
+    torch.save(ckpt, path)
+    before = snapshot(ck)
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(Train_cifar.main, args[:3] + ['1'] + args[4:] + ['--resume'])
+    assert e.value.code == 2 and 'Resume with --device cuda' in capsys.readouterr().err
+    assert snapshot(ck) == before

@@ -77,15 +77,15 @@ def test_bad_input_exit_2(args, message, capsys):
 
 
 def test_measured_sync_bn_arithmetic_is_batchnorm_for_one_process():
-    """The sync-BN step that scaling.py times runs GlobalBatchNorm's arithmetic (its gather of one process's
+    """The sync-BN step that scaling.py times runs GlobalBatchNorm's arithmetic (its all-reduce of one process's
     statistics): the same outputs, gradients and running statistics as BatchNorm."""
     torch.manual_seed(0)
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
     local = distributed._convert(__import__('copy').deepcopy(plain), scaling.LocalGlobalBatchNorm)
     assert isinstance(local[1], scaling.LocalGlobalBatchNorm)
     calls = []
-    gather = scaling.LocalGlobalBatchNorm._gather
-    local[1]._gather = lambda stats: calls.append(stats.shape) or gather(local[1], stats)
+    all_sum = scaling.LocalGlobalBatchNorm._all_sum
+    local[1]._all_sum = lambda stats: calls.append(stats.shape) or all_sum(local[1], stats)
     x = torch.randn(6, 3, 9, 9)
     outs = []
     for net in (plain, local):
@@ -93,7 +93,7 @@ def test_measured_sync_bn_arithmetic_is_batchnorm_for_one_process():
         y = net(x)
         (y ** 2).mean().backward()
         outs.append((y.detach(), net[0].weight.grad.clone(), net[1].running_mean.clone(), net[1].running_var.clone()))
-    assert calls == [(2 * 4 + 1,)]  # the sync-BN path ran: (mean, M2, count) of 4 channels gathered once
+    assert calls == [(2 * 4 + 1,)]  # the sync-BN path ran: (sum, sum of squares, count) of 4 channels summed once
     for a, b in zip(*outs):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
 
@@ -103,8 +103,8 @@ def test_gpu_check_scaling_parts_parse():
     import argparse
     for smoke in (False, True):
         args = argparse.Namespace(smoke=smoke, out='/tmp/x', workers=12)
-        data = {'cifar10': 'c', 'clothing': 'k', 'webvision': 'w'}
-        parts = [p for p in gpu_check.speed_parts(args, data) if p.name.startswith('scaling_')]
+        data = {'cifar10': 'c', 'clothing': 'k', 'webvision': 'w', 'folder': 'f'}
+        parts = [p for p in gpu_check.speed_parts(args, data, '/tmp/work') if p.name.startswith('scaling_')]
         assert [p.name for p in parts] == ['scaling_cifar10', 'scaling_clothing1m', 'scaling_webvision']
         for part in parts:
             assert part.argv[0] == 'scaling.py'
