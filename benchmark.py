@@ -20,7 +20,6 @@ timed epochs each configuration runs once, untimed, on a small subset (cuDNN aut
 compilation), so the timings are steady-state.
 """
 import argparse
-import json
 import time
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch.optim as optim
 
 import dataloader_cifar as dataloader
 import dividemix as dm
+import logs
 from checkpoints import seed_everything
 from cli import run_main
 from data_sources import DeviceSource, LoaderSource
@@ -279,7 +279,7 @@ def report(args, header, md, raw):
         with open(args.out + '.md', 'w') as f:
             f.write(header + '\n\n' + md + '\n')
         with open(args.out + '.json', 'w') as f:
-            json.dump(dict(raw, args=vars(args), torch=torch.__version__), f, indent=1)
+            logs.dump(dict(raw, args=vars(args), torch=torch.__version__), f, indent=1)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ import time
 import dataloader_cifar as dataloader
 import Train_cifar
 from cli import UsageError, run_main
+from logs import number
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -70,7 +71,7 @@ def read_run(out, scale, method):
     records = [json.loads(l) for l in open(stem + '_log.jsonl')]
     epochs = [r for r in records if 'epoch' in r]
     summary = [r['summary'] for r in records if 'summary' in r][-1]
-    aucs = [(r['auc1'] + r['auc2']) / 2 for r in epochs if 'auc1' in r]
+    aucs = [(number(r['auc1']) + number(r['auc2'])) / 2 for r in epochs if 'auc1' in r]
     return dict(summary, auc_last=aucs[-1] if aucs else float('nan'), seconds=sum(r['seconds'] for r in epochs))
 
 

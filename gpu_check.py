@@ -454,7 +454,8 @@ def main(argv=None):
         with open(os.path.join(args.out, 'summary_%s.md' % args.phase), 'w') as f:
             f.write(text + '\n')
         with open(os.path.join(args.out, 'summary_%s.json' % args.phase), 'w') as f:
-            json.dump({'environment': env, 'parts': rows, 'budget': budget, 'args': vars(args)}, f, indent=1)
+            import logs  # strict JSON (no NaN)
+            logs.dump({'environment': env, 'parts': rows, 'budget': budget, 'args': vars(args)}, f, indent=1)
         pack_logs(work, os.path.join(args.out, 'logs_%s.tar.gz' % args.phase))
         print('\n' + text, flush=True)
     finally:

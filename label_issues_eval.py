@@ -15,7 +15,6 @@ accuracy of each model. cleanlab is optional (pip install cleanlab): without it,
 out with a note. The noise, subset and seed are shared by every method.
 """
 import argparse
-import json
 import os
 import random
 import time
@@ -26,6 +25,7 @@ import torch
 import dataloader_cifar
 import dataloader_folder
 import dividemix as dm
+import logs
 import Train_folder
 from checkpoints import seed_everything
 from cli import UsageError, run_main
@@ -187,7 +187,7 @@ def main(argv=None):
     with open(os.path.join(args.out, 'label_issues_eval.md'), 'w') as f:
         f.write(text)
     with open(os.path.join(args.out, 'label_issues_eval.json'), 'w') as f:
-        json.dump({'args': vars(args), 'tables': tables}, f, indent=1)
+        logs.dump({'args': vars(args), 'tables': tables}, f, indent=1)
     print(text)
     return text
 

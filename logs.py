@@ -7,7 +7,34 @@ import os
 import sys
 import time
 
-from cli import UsageError
+
+def strict(value):
+    """value with every NaN or infinite float as None, recursively: JSON (RFC 8259) has no NaN or Infinity,
+    and strict parsers (JavaScript's JSON.parse, most languages' libraries) refuse a file that has them.
+    An undefined number (an AUC with no noisy sample, the accuracy of a run without a test split) is
+    written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+def dumps(value, **kwargs):
+    """Strict JSON text of value (see strict)."""
+    return json.dumps(strict(value), allow_nan=False, **kwargs)
+
+
+def dump(value, f, **kwargs):
+    f.write(dumps(value, **kwargs))
+
+
+def number(value):
+    """A logged number as a float, NaN where it is undefined: null in the strict JSON written now, NaN in
+    the logs of earlier versions."""
+    return float('nan') if value is None else float(value)
 
 
 class RunLog(object):
@@ -20,6 +47,7 @@ class RunLog(object):
     """
 
     def __init__(self, files, offsets=None, tensorboard=None, start_epoch=0):
+        from cli import UsageError  # here: results.py and plots.py import this module without torch
         self.paths = dict(files)
         self.files = {}
         for name, path in self.paths.items():
@@ -49,7 +77,7 @@ class RunLog(object):
         self.files[name].flush()
 
     def json(self, name, record):
-        self.write(name, json.dumps(record, allow_nan=True) + '\n')
+        self.write(name, dumps(record) + '\n')
         if self.board is not None:
             self._scalars(record)
 

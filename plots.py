@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from logs import number  # null (NaN in earlier logs) -> NaN
+
 COLORS = {'clean': '#2a7ab9', 'noisy': '#e4572e', 'net1': '#2a7ab9', 'net2': '#e4572e'}
 
 
@@ -52,7 +54,7 @@ def read_acc(stem):
             return out
     jsonl = stem + '_log.jsonl'
     if os.path.exists(jsonl):
-        return [(r['epoch'], r['test_acc']) for r in map(json.loads, open(jsonl)) if 'test_acc' in r]
+        return [(r['epoch'], number(r['test_acc'])) for r in map(json.loads, open(jsonl)) if 'test_acc' in r]
     raise SystemExit('error: no accuracy log for run %s (looked for %s and %s)' % (stem, path, jsonl))
 
 
@@ -87,7 +89,7 @@ def plot_division(stem, out):
     for k in (1, 2):
         a1.plot(ep, [r['labeled%d' % k] for r in recs], lw=1.6, color=COLORS['net%d' % k],
                 label='division by net%d' % k, **style)
-        a2.plot(ep, [r['auc%d' % k] for r in recs], lw=1.6, color=COLORS['net%d' % k],
+        a2.plot(ep, [number(r['auc%d' % k]) for r in recs], lw=1.6, color=COLORS['net%d' % k],
                 label='division by net%d' % k, **style)
     a1.set_title('Labeled-set size')
     a1.set_xlabel('epoch')

@@ -29,6 +29,7 @@ import sys
 import warnings
 
 import paper
+from logs import number
 
 CIFAR_ACC = re.compile(r'^Epoch:(\d+)   Accuracy:([\d.]+)$')
 WEB_ACC = re.compile(r'^Epoch:(\d+) \t WebVision Acc: ([\d.]+)% \(([\d.]+)%\) \t ImageNet Acc: ([\d.]+)% \(([\d.]+)%\)$')
@@ -70,8 +71,8 @@ def last_auc(jsonl):
     aucs = []
     for line in read_lines(jsonl):
         rec = json.loads(line)
-        if 'auc1' in rec and 'auc2' in rec:
-            aucs.append((rec['auc1'] + rec['auc2']) / 2)
+        if 'auc1' in rec and 'auc2' in rec:  # null (NaN in earlier logs): no noisy or no clean sample
+            aucs.append((number(rec['auc1']) + number(rec['auc2'])) / 2)
     return aucs[-1] if aucs else float('nan')
 
 

@@ -31,6 +31,7 @@ from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, remov
                          seed_everything, set_rng_state)
 from cli import Interrupted, UsageError, print_settings
 from data_sources import generator_device
+import logs
 from logs import NullLog, RunLog, progress_bars
 
 # Settings that may change between a run and its resumption: they do not alter the numbers.
@@ -180,7 +181,7 @@ class Run(object):
                      'per process (--no_sync_bn)' if settings.get('no_sync_bn') else 'over the global batch'))
         if self.ckpt is None and self.main and not read_only:
             with open(stem + '_settings.json', 'w') as f:
-                json.dump(dict(settings.as_dict(), **dict(extra_settings or {}, torch=torch.__version__,
+                logs.dump(dict(settings.as_dict(), **dict(extra_settings or {}, torch=torch.__version__,
                                                           device_name=runtime.describe(), world_size=self.world)),
                           f, indent=1, sort_keys=True)
 
@@ -324,7 +325,10 @@ class Run(object):
                 else:
                     source.load_state_dict(ckpt['source'])
             self.start_epoch = ckpt['epoch'] + 1
-            print('| resumed from %s after epoch %d' % (self.resumed_from, ckpt['epoch']))
+            print('| resumed from %s after epoch %d%s' % (
+                self.resumed_from, ckpt['epoch'], '' if self.runtime.device.type == 'cpu' or self.runtime.deterministic
+                else ' (on CUDA without --deterministic the continuation is the same run statistically, not bit '
+                     'for bit)'))
         return self
 
     def epochs(self):
@@ -456,4 +460,4 @@ class Run(object):
         self.log = None
         if self.main:
             with open(self.stem + '_summary.json', 'w') as f:
-                json.dump(summary if summary_file is None else summary_file, f, indent=1)
+                logs.dump(summary if summary_file is None else summary_file, f, indent=1)

@@ -8,6 +8,8 @@ cd "$(dirname "$0")"
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q -r requirements.txt
+# for the demo's picture (both runs' test accuracy per epoch); the scripts themselves do not need it
+python -m pip install -q matplotlib || echo "note: matplotlib could not be installed; the demo runs without its plot"
 
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     if command -v apt-get >/dev/null 2>&1; then

@@ -29,7 +29,6 @@ gives the decode rate each process needs to keep up (the device pipeline of CIFA
 """
 import argparse
 import itertools
-import json
 import math
 import os
 import time
@@ -39,6 +38,7 @@ import torch
 
 import dividemix as dm
 import distributed
+import logs
 from cli import check_range, run_main
 from runtime import Runtime
 
@@ -271,7 +271,7 @@ def main(argv=None):
         with open(stem + '.md', 'w') as f:
             f.write(md + '\n')
         with open(stem + '.json', 'w') as f:
-            json.dump({'args': vars(args), 'spec': spec, 'measured': m, 'rows': rows}, f, indent=1)
+            logs.dump({'args': vars(args), 'spec': spec, 'measured': m, 'rows': rows}, f, indent=1)
     return rows
 
 

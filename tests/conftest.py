@@ -83,3 +83,27 @@ def tiny_models(monkeypatch):
     import Train_webvision
     monkeypatch.setattr(Train_clothing1M, 'create_model', lambda s, state=None: tiny_net(s.num_class))
     monkeypatch.setattr(Train_webvision, 'InceptionResNetV2', tiny_net)
+
+
+def strict_json(text):
+    """json.loads that refuses NaN and Infinity, as RFC 8259 and JavaScript's JSON.parse do."""
+    import json
+
+    def refuse(name):
+        raise ValueError('not JSON: %s' % name)
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_strict_json(folder):
+    """Every .json file and every line of every .jsonl file under folder parses as strict JSON; returns
+    the parsed objects by file name."""
+    parsed = {}
+    for dirpath, _, names in os.walk(str(folder)):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if name.endswith('.json'):
+                parsed[name] = strict_json(open(path).read())
+            elif name.endswith('.jsonl'):
+                parsed[name] = [strict_json(line) for line in open(path) if line.strip()]
+    assert parsed, 'no JSON output in %s' % folder
+    return parsed

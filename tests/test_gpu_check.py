@@ -32,6 +32,8 @@ def check_out(out, phase):
         assert os.path.getsize(f) < 16 * 2 ** 20 and os.path.relpath(f, out).count(os.sep) <= 2, f
     assert {os.path.basename(f) for f in files} >= {'summary_%s.md' % phase, 'summary_%s.json' % phase,
                                                    'logs_%s.tar.gz' % phase}
+    from conftest import strict_json
+    strict_json(open(os.path.join(out, 'summary_%s.json' % phase)).read())
     with tarfile.open(os.path.join(out, 'logs_%s.tar.gz' % phase)) as tar:
         names = tar.getnames()
     assert not any(n.endswith('.pth.tar') for n in names)  # no checkpoints

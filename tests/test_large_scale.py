@@ -181,6 +181,8 @@ def test_clothing1m_end_to_end(clothing_root, ram_tmp, capsys):
     assert [r.get('phase') for r in recs] == ['warmup', 'train', None]
     assert recs[1]['labeled1'] + recs[1]['labeled2'] > 0 and 'test_acc' in recs[-1]['summary']
     assert 'Clothing1M | Epoch 1 train net1' in out.out  # one line per pass when not on a terminal
+    from conftest import assert_strict_json
+    assert set(assert_strict_json(ck)) == {'clothing1m_log.jsonl', 'clothing1m_settings.json', 'clothing1m_summary.json'}
 
 
 def test_clothing1m_resume_is_exact(clothing_root, tmp_path, capsys, tiny_models):
@@ -296,6 +298,7 @@ def test_webvision_end_to_end(webvision_root, ram_tmp, capsys):
     for k in (1, 2):
         assert torch.load(os.path.join(ck, 'web_net%d.pth.tar' % k), weights_only=True)['last_linear.weight'].shape \
             == (2, 1536)
-    summary = json.load(open(os.path.join(ck, 'web_summary.json')))
+    from conftest import assert_strict_json
+    summary = assert_strict_json(ck)['web_summary.json']
     assert set(summary) == {'webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5'}
     assert summary['webvision_top5']['last'] == 100.0  # 2 classes: top-5 always hits

@@ -340,3 +340,39 @@ def test_label_issues_evaluation_at_toy_scale(tmp_path, capsys):
     assert '| cross-entropy disagrees with the label | ' in text and '| cleanlab find_label_issues' in text
     pngs = [f for _, _, fs in os.walk(str(tmp_path / 'asym_0.4' / 'fashion_png' / 'train')) for f in fs]
     assert len(pngs) == 200
+
+
+# ---------------------------------------------------------------- strict JSON outputs
+
+def test_json_outputs_are_strict_json_where_a_value_is_undefined(tmp_path, cifar10_dir, capsys):
+    """A run without a noisy sample (--r 0: the division's AUC and precision have no noisy class to
+    rank) and a folder run without a test split (no accuracy to summarise) used to write NaN, which
+    RFC 8259 does not have and JavaScript's JSON.parse refuses: every JSON file and line is strict now,
+    the undefined values null."""
+    from conftest import assert_strict_json
+    from tiny_data import make_image_folder
+    import Train_folder
+    ck = str(tmp_path / 'cifar')
+    cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--r', '0', '--num_epochs', '1', '--warm_up', '1',
+                                    '--noise_file', str(tmp_path / 'n.json'), '--checkpoint_dir', ck, '--width', '4',
+                                    '--batch_size', '16', '--num_workers', '0'])
+    parsed = assert_strict_json(ck)
+    epoch1 = [r for r in parsed['cifar10_0.0_sym_log.jsonl'] if r.get('epoch') == 1][0]
+    assert epoch1['auc1'] is None and epoch1['auc2'] is None and epoch1['labeled1'] > 0
+    root = str(tmp_path / 'data')
+    make_image_folder(root, per_class=4, n_test=1)
+    import shutil
+    shutil.rmtree(os.path.join(root, 'test'))
+    ck = str(tmp_path / 'folder')
+    cli.run_main(Train_folder.main, ['--data_path', root, '--num_epochs', '0', '--width', '4', '--batch_size', '4',
+                                     '--checkpoint_dir', ck])
+    summary = assert_strict_json(ck)['data_summary.json']
+    assert summary['best'] is None and summary['last'] is None and summary['epochs'] == 0
+    # and what reads them takes null where earlier versions wrote NaN
+    import math
+    assert math.isnan(results.last_auc(os.path.join(str(tmp_path / 'cifar'), 'cifar10_0.0_sym_log.jsonl')))
+    old = tmp_path / 'old_log.jsonl'
+    old.write_text('{"epoch": 0, "test_acc": NaN, "auc1": NaN, "auc2": 0.5}\n'
+                   '{"epoch": 1, "test_acc": null, "auc1": null, "auc2": 0.5}\n')
+    assert math.isnan(results.last_auc(str(old)))
+    assert [math.isnan(a) for _, a in plots.read_acc(str(tmp_path / 'old'))] == [True, True]
