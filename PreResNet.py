@@ -14,8 +14,11 @@ Architecture (He et al. 2016, "Identity Mappings in Deep Residual Networks"):
     layer4  2 x PreActBlock(512, stride 2)       4x4
     avg_pool2d(4) -> flatten -> Linear(512, num_classes)
 (widths for the default width=64; spatial sizes for 32x32 input)
-Kept quirk of the reference: there is no final BN-ReLU after layer4, and the
-pooling window is a fixed 4 (so 28x28 inputs, whose layer4 map is 4x4, also work).
+Kept quirk of the reference: there is no final BN-ReLU after layer4. The reference
+pooled with a fixed 4x4 window, which is the whole layer4 map for 25..32 px inputs
+(CIFAR, and 28 px Fashion-MNIST): that is kept, bit for bit. A map of any other size
+is averaged whole (the fixed window crashed below 25 px and from 57 px, and read only
+the top-left 4x4 of the 5x5..7x7 maps of 33..56 px inputs), so any image size trains.
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -85,7 +88,9 @@ class ResNet(nn.Module):
             if lin < stage + 1 and lout > stage - 1:
                 out = layer(out)
         if lout > 4:
-            out = F.avg_pool2d(out, 4)
+            # the reference's avg_pool2d(out, 4) where the map is 4x4 (the same bits as before); the whole
+            # map's mean elsewhere, so that the Linear layer sees 8 * width features at any input size
+            out = F.avg_pool2d(out, 4) if out.shape[-2:] == (4, 4) else F.adaptive_avg_pool2d(out, 1)
             out = out.view(out.size(0), -1)
             out = self.linear(out)
         return out

@@ -19,6 +19,8 @@ import torch.nn as nn
 class SmallCNN(nn.Module):
     def __init__(self, num_classes=10, in_channels=1, width=16, image_size=28):
         super().__init__()
+        if image_size < 4:
+            raise ValueError('SmallCNN needs images of at least 4 px (two 2x2 max-pools), not %d' % image_size)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
             nn.MaxPool2d(2),

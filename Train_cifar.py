@@ -17,7 +17,7 @@ import distributed
 import paper
 from checkpoints import digest
 from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
-                 check_range, run_main)
+                 check_range, check_T, run_main)
 from data_sources import DeviceSource, LoaderSource
 from PreResNet import ResNet18
 from run import Run, algorithm_config, summarize
@@ -90,6 +90,7 @@ def check_args(args):
     if args.warm_up is not None:
         check_range('warm_up', args.warm_up, 0)
     info = dataloader.DATASETS[args.dataset]
+    check_T(args.T, info['num_class'])
     if args.num_class is not None and args.num_class != info['num_class']:
         raise UsageError('--num_class %d does not match --dataset %s, which has %d classes (labels 0..%d): '
                          'drop --num_class or pass %d' % (args.num_class, args.dataset, info['num_class'],

@@ -15,8 +15,8 @@ import torchvision
 import dataloader_clothing1M as dataloader
 import paper
 from checkpoints import atomic_save, file_digest
-from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
-                 check_range, run_main)
+from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+                 check_output_dir, check_range, check_T, run_main, set_image_limit)
 from data_sources import ClothingSource
 from pretrained import classifier, load_weights
 from run import Run, algorithm_config
@@ -38,12 +38,15 @@ def build_parser():
     g.add_argument('--offline', action='store_true', help='never try to download the ImageNet weights')
     g.add_argument('--random_init', action='store_true',
                    help='train ResNet-50 from scratch instead of ImageNet weights (not the paper\'s setting)')
+    add_image_args(p)
     add_runtime_args(p)
     return p
 
 
 def check_args(args):
     check_common_args(args)
+    check_T(args.T, args.num_class)
+    set_image_limit(args.max_image_pixels)
     for name in ('num_batches', 'eval_batch_size'):
         check_range(name, getattr(args, name), 1)
     check_range('warm_up', args.warm_up, 1, hint='the first division needs nets warmed up for at least one epoch')

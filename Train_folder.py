@@ -20,10 +20,10 @@ import torchvision.transforms as transforms
 import dataloader_folder as dataloader
 import label_issues
 import paper
-from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
-                 check_range, run_main)
+from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+                 check_output_dir, check_range, check_T, run_main, set_image_limit)
 from data_sources import DeviceSource, LoaderSource
-from pretrained import classifier, load_weights, torchvision_weights
+from pretrained import check_arch, classifier, load_weights, probe, torchvision_weights
 from PreResNet import ResNet18
 from run import Run, algorithm_config, summarize
 from runtime import Runtime
@@ -83,6 +83,7 @@ def build_parser():
     g.add_argument('--report_every', default=0, type=int, help='also write the label report every K epochs')
     g.add_argument('--report_only', action='store_true',
                    help='write the label report from a checkpoint (--resume) and stop, without training')
+    add_image_args(p)
     add_runtime_args(p)
     return p
 
@@ -94,7 +95,8 @@ def build_parser():
 def resolve_settings(args, data):
     """Settings with every default filled in, and the notes to print."""
     check_range('r', args.r, 0, 1, hint='it is your estimate of the fraction of wrong labels')
-    side, grey = dataloader.survey(data.splits['train'][0])
+    survey = dataloader.survey(data.splits['train'][0])
+    side, grey = survey.side, survey.grey  # side: the largest, outliers left out (they are named below)
     pipeline = args.pipeline if args.pipeline != 'auto' else ('device' if side <= SMALL_SIDE else 'reference')
     small = pipeline == 'device'
     defaults = SMALL if small else LARGE
@@ -105,7 +107,8 @@ def resolve_settings(args, data):
         resolved['conf_penalty'] = 'on' if args.method == 'dividemix' else 'off'
     resolved.update(pipeline=pipeline, num_class=data.num_class, classes=list(data.classes),
                     weight_decay=defaults['weight_decay'], eval_split=data.eval_split, layout=data.layout,
-                    id=args.id if args.id is not None else os.path.basename(os.path.normpath(args.data_path)))
+                    # the folder's own name, also for `--data_path .` (abspath: '.' names no file)
+                    id=args.id if args.id is not None else os.path.basename(os.path.abspath(args.data_path)))
     if args.num_class is not None and args.num_class != data.num_class:
         raise UsageError('--num_class %d does not match %s, which has %d classes (%s): drop --num_class'
                          % (args.num_class, args.data_path, data.num_class, ', '.join(data.classes[:10])))
@@ -119,6 +122,10 @@ def resolve_settings(args, data):
         if resolved['arch'] not in ('preresnet18', 'cnn'):
             raise UsageError('--arch %s: small images (the device pipeline) train preresnet18 or cnn; pass '
                              '--pipeline reference for a torchvision model' % resolved['arch'])
+        if resolved['arch'] == 'cnn' and resolved['image_size'] < 4:
+            raise UsageError('--arch cnn needs images of at least 4 px (its two 2x2 max-pools), not --image_size '
+                             '%d: pass --image_size 4 or more, or --arch preresnet18 (any size)'
+                             % resolved['image_size'])
     else:
         lam, pth, src = LARGE['lambda_u'], LARGE['p_threshold'], 'the Clothing1M setting (images over %d px)' % (
             SMALL_SIDE)
@@ -127,6 +134,7 @@ def resolve_settings(args, data):
         if resolved['arch'] in ('preresnet18', 'cnn'):
             raise UsageError('--arch %s is for small images; pass --pipeline device (images resized to '
                              '--image_size), or a torchvision model' % resolved['arch'])
+        check_arch(resolved['arch'])  # before anything is written, with --random_init too
         if not args.random_init:
             resolved['weights'] = torchvision_weights(resolved['arch'], args.weights or 'DEFAULT').name
         meta = torchvision_weights(resolved['arch'], resolved['weights']).transforms() if not args.random_init \
@@ -141,13 +149,58 @@ def resolve_settings(args, data):
         notes.append('--%s %g: %s' % (name, resolved[name], src if given is None else 'given on the command line'))
     notes.append('%s images (largest side %d px among those surveyed): %s pipeline, %s defaults' % (
         'small' if small else 'large', side, pipeline, 'CIFAR' if small else 'Clothing1M'))
+    if survey.outliers:
+        shown = ', '.join('%s (%dx%d)' % o for o in survey.outliers[:3])
+        notes.append('%d of the %d images surveyed %s far larger than the rest (largest side over %d times the median '
+                     '%d px): %s%s; the size is chosen from the others (--image_size %d), so check or remove %s, or '
+                     'pass --image_size' % (len(survey.outliers), survey.count, 'is' if len(survey.outliers) == 1
+                                            else 'are', dataloader.Survey.OUTLIER, survey.median, shown,
+                                            ', ...' if len(survey.outliers) > 3 else '', resolved['image_size'],
+                                            'it' if len(survey.outliers) == 1 else 'them'))
     s = Settings.from_args(args, **resolved)
     check_common_args(s)
     for name in ('image_size', 'width', 'report_every') + (() if small else ('resize_size',)):
         if s.get(name) is not None:
             check_range(name, s.get(name), 0 if name == 'report_every' else 1)
     check_range('warm_up', s.warm_up, 0 if small else 1)
+    check_T(s.T, s.num_class)
+    # up front, before weights are fetched or images decoded: does the network take this size, and one image?
+    s = s.replace(min_train_rows=1 if one_image_batches_train(s) else 2)
     return s, notes
+
+
+def one_image_batches_train(s):
+    """Whether the network trains on a batch of one image at the run's size (probed on the meta device
+    before anything runs): where BatchNorm would see one value per channel (a 1x1 last feature map), the
+    run skips training batches of one image instead of crashing on the first ragged one."""
+    if s.pipeline == 'device':
+        import torch
+        with torch.device('meta'):
+            net = create_model(s, None).train()
+        try:
+            net(torch.empty(1, s.channels, s.image_size, s.image_size, device='meta'))
+            return True
+        except ValueError:
+            return False
+    return probe(s.arch, s.num_class, s.image_size, pretrained=not s.random_init)
+
+
+def check_device_memory(s, n_images, runtime):
+    """The device pipeline holds every image as uint8 at --image_size, on the host while decoding and on the
+    device (with a 4-pixel border) while training: refuse sizes that cannot fit, with the figures."""
+    need = n_images * s.image_size * s.image_size * s.channels
+    on_device = n_images * (s.image_size + 8) ** 2 * s.channels
+    limits = [('memory', os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'), need)] \
+        if hasattr(os, 'sysconf') else []
+    if runtime.device.type == 'cuda':
+        import torch
+        limits.append(('GPU memory', torch.cuda.get_device_properties(runtime.device).total_memory, on_device))
+    for what, total, bytes_needed in limits:
+        if bytes_needed > total / 2:
+            raise UsageError('the device pipeline holds every image as uint8 at --image_size %d: %d images need %.1f GB '
+                             'of %s, over half of the %.1f GB there. Pass a smaller --image_size, or --pipeline '
+                             'reference (images read from disk batch by batch)'
+                             % (s.image_size, n_images, bytes_needed / 1e9, what, total / 1e9))
 
 
 # ----------------------------------------------------------------------------------
@@ -157,14 +210,17 @@ def resolve_settings(args, data):
 def make_source(s, data, runtime):
     """(source, extra settings to record): the device pipeline for small images, DataLoaders for large."""
     train_paths, train_labels = data.splits['train']
+    min_rows, extra = s.min_train_rows, {}
     if s.pipeline == 'device':
+        check_device_memory(s, len(train_paths) + (len(data.splits[s.eval_split][0]) if s.eval_split else 0), runtime)
         images = dataloader.load_images(train_paths, s.image_size, s.channels)
         mean, std = dataloader.channel_stats(images)
         test_paths, test_labels = data.splits[s.eval_split] if s.eval_split else ([], np.zeros(0, np.int64))
         test = dataloader.load_images(test_paths, s.image_size, s.channels)
         return DeviceSource(images, train_labels, test, test_labels, mean, std, s.batch_size, runtime.device,
                             seed=s.seed, eval_batch_size=s.eval_batch_size, channels_last=runtime.channels_last,
-                            crop_flip=s.augment == 'crop_flip'), {'mean': mean, 'std': std}
+                            crop_flip=s.augment == 'crop_flip', min_train_rows=min_rows), dict(extra, mean=mean,
+                                                                                                std=std)
     normalize = transforms.Normalize(s.mean, s.std)
     test = transforms.Compose([transforms.Resize(s.resize_size), transforms.CenterCrop(s.image_size),
                                transforms.ToTensor(), normalize])
@@ -172,7 +228,7 @@ def make_source(s, data, runtime):
                                 transforms.ToTensor(), normalize]) if s.augment == 'crop_flip' else test
     loader = dataloader.folder_dataloader(data, s.batch_size, s.num_workers, train, test, s.eval_batch_size,
                                           pin_memory=runtime.pin_memory)
-    return LoaderSource(loader, runtime), {}
+    return LoaderSource(loader, runtime, min_train_rows=min_rows), extra
 
 
 def create_model(s, state):
@@ -180,7 +236,7 @@ def create_model(s, state):
         return SmallCNN(num_classes=s.num_class, in_channels=s.channels, width=s.width, image_size=s.image_size)
     if s.arch == 'preresnet18':
         return ResNet18(num_classes=s.num_class, in_channels=s.channels, width=s.width)
-    return classifier(s.arch, s.num_class, state)
+    return classifier(s.arch, s.num_class, state, image_size=s.image_size)
 
 
 def labels_digest(data):
@@ -197,8 +253,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.report_only and args.resume is None:
         args.resume = 'auto'
+    set_image_limit(args.max_image_pixels)
     try:
-        data = dataloader.scan(args.data_path)
+        # --checkpoint_dir inside ROOT/train (or val, test) would be read as a class folder at the next start
+        data = dataloader.scan(args.data_path, ignore=[args.checkpoint_dir])
     except dataloader.DatasetError as e:
         raise UsageError(str(e)) from None
     s, notes = resolve_settings(args, data)

@@ -12,8 +12,8 @@ import os
 import dataloader_webvision as dataloader
 import paper
 from checkpoints import file_digest
-from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
-                 check_range, run_main)
+from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+                 check_output_dir, check_range, check_T, run_main, set_image_limit)
 from data_sources import LoaderSource
 from InceptionResNetV2 import InceptionResNetV2
 from run import Run, algorithm_config, summarize
@@ -29,6 +29,7 @@ def build_parser():
     g.add_argument('--warm_up', default=1, type=int, help='warm-up epochs')
     g.add_argument('--lr_decay_epoch', default=40, type=int,
                    help='lr / 10 from this epoch on (the reference\'s two-GPU variant: 50, with 100 epochs)')
+    add_image_args(p)
     add_runtime_args(p)
     return p
 
@@ -37,6 +38,8 @@ def check_args(args):
     check_common_args(args)
     check_range('num_class', args.num_class, 1, 1000, hint='WebVision 1.0 has 1000 classes')
     check_range('warm_up', args.warm_up, 1, hint='the first division needs nets warmed up for at least one epoch')
+    check_T(args.T, args.num_class)
+    set_image_limit(args.max_image_pixels)
 
 def main(argv=None):
     args = build_parser().parse_args(argv)

@@ -59,11 +59,32 @@ def deterministic_op(e):
             'reproduced statistically, not bit for bit), or choose an --arch that does not use it' % op)
 
 
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
 def run_main(main, argv=None, data_errors=()):
     """Run main(argv) and turn the expected failures into a message and an exit status:
     2 bad input (UsageError; data_errors, the loaders' error classes, also when a DataLoader
     worker raised one mid-run: the checkpoint of the last finished epoch is kept; SaveError;
-    an op that --deterministic cannot run), 3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM."""
+    an op that --deterministic cannot run), 3 divergence, 130 / 143 interrupted by SIGINT / SIGTERM
+    (from the first moment: a signal while the data loads or a resume starts up says what is on disk).
+    stdout and stderr go quiet instead of failing when they are closed or their reader went away
+    (`>&-`, `| head`): the run's files are its output."""
+    from logs import quiet_streams
+    import threading
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with quiet_streams():
+            return _run_main(main, argv, data_errors)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _run_main(main, argv, data_errors):
     try:
         return main(argv)
     except UsageError as e:
@@ -104,9 +125,16 @@ def run_main(main, argv=None, data_errors=()):
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         kept = _kept(e)
         during = ' during epoch %d' % e.epoch if getattr(e, 'epoch', None) is not None else ''
-        print('\nerror: interrupted by %s%s. %s' % (signal.Signals(signum).name, during, (
-            kept + ': continue with the same command and --resume.') if kept else
-            'No epoch of this run had finished: nothing to resume; start it again.'), file=_stderr())
+        if kept:
+            what = kept + ': continue with the same command and --resume.'
+        elif getattr(e, 'resume_from', None):
+            what = ('The checkpoint %s is as it was: run the same command again to resume from it.' % e.resume_from)
+        elif hasattr(e, 'epoch'):  # the run had started (Run saw the signal)
+            what = 'No epoch of this run had finished: nothing to resume; start it again.'
+        else:
+            what = ('It had not started training: nothing of it was written or changed; run the same command again%s.'
+                    % (' (its checkpoint is as it was)' if '--resume' in (sys.argv if argv is None else argv) else ''))
+        print('\nerror: interrupted by %s%s. %s' % (signal.Signals(signum).name, during, what), file=_stderr())
         sys.exit(128 + signum)
 
 
@@ -204,6 +232,40 @@ def add_runtime_args(parser):
                    help='also write the JSON-line metrics as TensorBoard scalars to DIR/<run name> '
                         '(needs the tensorboard package)')
     return parser
+
+
+def add_image_args(parser):
+    """The flags of the scripts that decode image files (Train_folder, Clothing1M, WebVision)."""
+    parser.add_argument('--max_image_pixels', type=int, default=None, metavar='N',
+                        help='largest image (width x height, in pixels) to decode (default: Pillow\'s, which refuses '
+                             'images over 178,956,970 pixels as possible decompression bombs; 0: no limit)')
+    return parser
+
+
+def set_image_limit(max_image_pixels):
+    """Pillow's decompression-bomb limit from --max_image_pixels (None: Pillow's own; 0: none). DataLoader
+    workers started by fork inherit it."""
+    if max_image_pixels is None:
+        return
+    check_range('max_image_pixels', max_image_pixels, 0)
+    import warnings
+    from PIL import Image
+    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice it: N allows images of up to N pixels, quietly
+    Image.MAX_IMAGE_PIXELS = max_image_pixels // 2 if max_image_pixels else None
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+
+
+def check_T(T, num_class):
+    """--T: sharpening raises probabilities to the power 1/T. A prediction that is uniform over C classes
+    (1/C each, the worst case: the largest probability is never below 1/C) then becomes 2^(-log2(C)/T),
+    which underflows float32's normal range (2^-126) for T < log2(C)/126: the targets turn 0/0 and every
+    loss NaN, whatever the learning rate. Refuse such T up front, naming the bound."""
+    bound = math.log2(max(num_class, 2)) / 126
+    if T < bound:
+        raise UsageError('--T %g is too small for %d classes: sharpening raises probabilities to the power 1/T, and '
+                         'below T = %.3g float32 underflows to 0/0 (the targets, then every loss, become NaN, '
+                         'whatever the learning rate). Use --T %.3g or more (the paper\'s is 0.5)'
+                         % (T, num_class, bound, bound))
 
 
 def check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False, hint=''):

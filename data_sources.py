@@ -95,14 +95,16 @@ def _num_chunks(n, batch_size):
     return (n + batch_size - 1) // batch_size
 
 
-def _my_part(n, train):
+def _my_part(n, train, min_rows=1):
     """This rank's slice of a global batch of n rows, or None to skip the batch: a training batch
-    smaller than the number of processes would leave a rank without rows."""
+    smaller than the number of processes would leave a rank without rows, and one of fewer than
+    min_rows the network cannot train on (BatchNorm needs two values per channel: a batch of one image
+    whose last feature map is 1x1 has one)."""
     rank, world = distributed.rank(), distributed.world_size()
+    if train and n < max(world, min_rows):
+        return None
     if world == 1:
         return slice(None)
-    if train and n < world:
-        return None
     return distributed.part(n, rank, world)
 
 
@@ -114,11 +116,13 @@ class DeviceSource(DataSource):
     batch_size B (warm-up 2B, labeled and unlabeled B); eval_batch_size: eval_train/test
     batches (eval mode, so any size gives the same numbers up to float summation order).
     seed: the run's seed; the source's generator starts from stream_seed(seed), a stream
-    unrelated to torch.manual_seed(seed)'s. crop_flip: False trains on plain views.
+    unrelated to torch.manual_seed(seed)'s. crop_flip: False trains on plain views. min_train_rows:
+    training batches with fewer rows are skipped (2 for networks that cannot train on one image).
     """
 
     def __init__(self, train_images, noise_label, test_images, test_label, mean, std, batch_size, device, *,
-                 seed=0, eval_batch_size=1024, channels_last=False, crop_flip=True):
+                 seed=0, eval_batch_size=1024, channels_last=False, crop_flip=True, min_train_rows=1):
+        self.min_train_rows = min_train_rows
         self.device = torch.device(device)
         self.train = DeviceImages(train_images, mean, std, self.device, channels_last=channels_last,
                                   crop_flip=crop_flip)
@@ -158,7 +162,7 @@ class DeviceSource(DataSource):
     def warmup_batches(self, k=0):
         def batches():
             for idx in _chunks(self._perm(self.num_samples), self.batch_size * 2):
-                part = _my_part(idx.numel(), train=True)
+                part = _my_part(idx.numel(), True, self.min_train_rows)
                 if part is not None:
                     yield self._views(idx, part), self.noise_label[idx[part]], idx[part]
         return Batches(batches(), _num_chunks(self.num_samples, self.batch_size * 2))
@@ -199,7 +203,7 @@ class DeviceSource(DataSource):
         if not labeled_idx.numel():
             return
         for batch in _chunks(labeled_idx[self._perm(labeled_idx.numel())], self.batch_size):
-            part = _my_part(batch.numel(), train=True)
+            part = _my_part(batch.numel(), True, self.min_train_rows)
             if part is None:
                 continue
             x = self._views(batch, part)
@@ -209,7 +213,7 @@ class DeviceSource(DataSource):
     def _unlabeled_stream(self, unlabeled_idx):
         while True:  # the reference's loader restart: a fresh shuffle each time the set runs out
             for batch in _chunks(unlabeled_idx[self._perm(unlabeled_idx.numel())], self.batch_size):
-                part = _my_part(batch.numel(), train=True)
+                part = _my_part(batch.numel(), True, self.min_train_rows)
                 if part is None:
                     continue
                 u = self._views(batch, part)
@@ -235,14 +239,14 @@ def cycle(loader, runtime):
 
 class RankBatches(Sampler):
     """The batches of batch_sampler (its shuffle drawn alike on every rank), cut to this rank's part;
-    train: a batch smaller than the number of processes is skipped on every rank."""
+    train: a batch smaller than the number of processes, or than min_rows, is skipped on every rank."""
 
-    def __init__(self, batch_sampler, train):
-        self.batch_sampler, self.train = batch_sampler, train
+    def __init__(self, batch_sampler, train, min_rows=1):
+        self.batch_sampler, self.train, self.min_rows = batch_sampler, train, min_rows
 
     def __iter__(self):
         for batch in self.batch_sampler:
-            part = _my_part(len(batch), self.train)
+            part = _my_part(len(batch), self.train, self.min_rows)
             if part is not None and batch[part]:
                 yield batch[part]
 
@@ -264,30 +268,35 @@ class WithIndex(Dataset):
         return len(self.dataset)
 
 
-def shard(loader, train, dataset=None):
-    """A DataLoader over this rank's parts of `loader`'s batches (itself without a process group)."""
-    if distributed.world_size() == 1 and dataset is None:
+def shard(loader, train, dataset=None, min_rows=1):
+    """A DataLoader over this rank's parts of `loader`'s batches (itself without a process group, when
+    no batch is to be skipped)."""
+    if distributed.world_size() == 1 and dataset is None and (min_rows <= 1 or not train):
         return loader
-    return DataLoader(dataset or loader.dataset, batch_sampler=RankBatches(loader.batch_sampler, train),
+    return DataLoader(dataset or loader.dataset, batch_sampler=RankBatches(loader.batch_sampler, train, min_rows),
                       num_workers=loader.num_workers, pin_memory=loader.pin_memory)
 
 
-def _train_streams(labeled, unlabeled, runtime):
-    return (on_device(shard(labeled, True), runtime),
-            cycle(shard(unlabeled, True), runtime) if len(unlabeled.dataset) else None, len(labeled.dataset))
+def _train_streams(labeled, unlabeled, runtime, min_rows=1):
+    return (on_device(shard(labeled, True, min_rows=min_rows), runtime),
+            cycle(shard(unlabeled, True, min_rows=min_rows), runtime) if len(unlabeled.dataset) else None,
+            len(labeled.dataset))
 
 
 class LoaderSource(DataSource):
     """A loader with the reference's run(mode, pred, prob) API: modes 'warmup', 'eval_train',
-    'train' and the clean splits (CIFAR 'test'; WebVision 'test', 'imagenet')."""
+    'train' and the clean splits (CIFAR 'test'; WebVision 'test', 'imagenet'). min_train_rows: training
+    batches with fewer rows are skipped (2 for networks that cannot train on one image)."""
 
-    def __init__(self, loader, runtime):
+    def __init__(self, loader, runtime, min_train_rows=1):
         self.loader = loader
         self.runtime = runtime
+        self.min_train_rows = min_train_rows
 
     def _batches(self, mode):
         loader = self.loader.run(mode)
-        return Batches(on_device(shard(loader, mode == 'warmup'), self.runtime), len(loader))
+        return Batches(on_device(shard(loader, mode == 'warmup', min_rows=self.min_train_rows), self.runtime),
+                       len(loader))
 
     def warmup_batches(self, k=0):
         return self._batches('warmup')
@@ -299,7 +308,8 @@ class LoaderSource(DataSource):
         return self._batches(split)
 
     def train_batches(self, division):
-        return _train_streams(*self.loader.run('train', division.pred, division.prob), self.runtime)
+        return _train_streams(*self.loader.run('train', division.pred, division.prob), self.runtime,
+                              self.min_train_rows)
 
 
 class ClothingSource(LoaderSource):

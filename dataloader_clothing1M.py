@@ -80,6 +80,10 @@ def _read_list(root, name, with_label):
 def _open_image(img_path, list_name):
     try:
         return Image.open(img_path).convert('RGB')
+    except Image.DecompressionBombError as e:
+        raise DatasetError('image %s, listed in %s, is too large to decode safely (%s): if it is a real image, raise '
+                           'the limit with --max_image_pixels N (0 for none), or replace it or remove it from the list'
+                           % (img_path, list_name, str(e).split(',')[0])) from None
     except (OSError, ValueError) as e:
         raise DatasetError('cannot read image %s, listed in %s (%s): restore the file or remove it from the list'
                            % (img_path, list_name, e)) from None

@@ -58,13 +58,16 @@ def _images_in(folder):
                   and os.path.isfile(os.path.join(folder, f)))
 
 
-def _scan_folders(root):
+def _scan_folders(root, ignore=()):
     splits, classes = {}, None
+    ignore = {os.path.realpath(p) for p in ignore}
     for split in SPLITS:
         top = os.path.join(root, split)
         if not os.path.isdir(top):
             continue
-        names = sorted(d for d in os.listdir(top) if not d.startswith('.') and os.path.isdir(os.path.join(top, d)))
+        # a folder to ignore: the run's own output folder when it lies in the tree (its files are no class)
+        names = sorted(d for d in os.listdir(top) if not d.startswith('.') and os.path.isdir(os.path.join(top, d))
+                       and os.path.realpath(os.path.join(top, d)) not in ignore)
         if classes is None:
             classes = names
         elif names != classes:
@@ -85,41 +88,70 @@ def _scan_folders(root):
     return classes, splits
 
 
+def read_text(path):
+    """The lines of a list file decoded as UTF-8, with or without a byte-order mark (Notepad writes one).
+    DatasetError naming the file and its encoding for anything else: UTF-16/UTF-32 (Notepad's "Unicode"),
+    or bytes that are not UTF-8 (Latin-1, Windows-1252): the paths in it would be misread."""
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except OSError as e:
+        raise DatasetError('cannot read %s (%s)' % (path, e.strerror or e)) from None
+    boms = {b'\xff\xfe\x00\x00': 'UTF-32', b'\x00\x00\xfe\xff': 'UTF-32', b'\xff\xfe': 'UTF-16',
+            b'\xfe\xff': 'UTF-16'}
+    how = 'save it as UTF-8 (in Notepad: Save as, Encoding UTF-8), or convert it: iconv -f %s -t UTF-8'
+    for bom, name in boms.items():
+        if raw.startswith(bom):
+            raise DatasetError('%s is %s text (Notepad\'s "Unicode"), not UTF-8: %s' % (path, name, how % name))
+    if b'\x00' in raw:
+        raise DatasetError('%s holds NUL bytes: it is UTF-16 text without a byte-order mark, or no text file: %s'
+                           % (path, how % 'UTF-16'))
+    try:
+        text = raw.decode('utf-8-sig')  # a UTF-8 byte-order mark is dropped, not read as part of a path
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b'\n') + 1
+        raise DatasetError('%s is not UTF-8 text (byte 0x%02x on line %d); it is probably Latin-1 or Windows-1252: %s'
+                           % (path, raw[e.start], line, how % 'LATIN1')) from None
+    return text.splitlines()
+
+
 def _read_list(root, split, classes):
     path = os.path.join(root, split + '.txt')
-    paths, labels = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            entry = line.split()
-            if not entry:
-                continue
-            if len(entry) != 2:
-                raise DatasetError('%s line %d is %r; expected "<relative path> <label index>"'
-                                   % (path, lineno, line.strip()))
-            try:
-                label = int(entry[1])
-            except ValueError:
-                raise DatasetError('%s line %d: label %r is not an integer' % (path, lineno, entry[1])) from None
-            if classes is not None and not 0 <= label < len(classes):
-                raise DatasetError('%s line %d: label %d is outside the class list (0..%d, %s)'
-                                   % (path, lineno, label, len(classes) - 1, os.path.join(root, 'classes.txt')))
-            if label < 0:
-                raise DatasetError('%s line %d: label %d is negative' % (path, lineno, label))
-            paths.append(os.path.join(root, entry[0]))
-            labels.append(label)
-    return paths, np.asarray(labels, dtype=np.int64)
+    paths, labels, where = [], [], {}
+    for lineno, line in enumerate(read_text(path), start=1):
+        entry = line.split()
+        if not entry:
+            continue
+        if len(entry) != 2:
+            raise DatasetError('%s line %d is %r; expected "<relative path> <label index>"'
+                               % (path, lineno, line.strip()))
+        try:
+            label = int(entry[1])
+        except ValueError:
+            raise DatasetError('%s line %d: label %r is not an integer' % (path, lineno, entry[1])) from None
+        if classes is not None and not 0 <= label < len(classes):
+            raise DatasetError('%s line %d: label %d is outside the class list (0..%d, %s)'
+                               % (path, lineno, label, len(classes) - 1, os.path.join(root, 'classes.txt')))
+        if label < 0:
+            raise DatasetError('%s line %d: label %d is negative' % (path, lineno, label))
+        paths.append(os.path.join(root, entry[0]))
+        labels.append(label)
+        where.setdefault(label, (path, lineno))
+    return paths, np.asarray(labels, dtype=np.int64), where
 
 
 def _scan_lists(root):
     classes_file = os.path.join(root, 'classes.txt')
     classes = None
     if os.path.isfile(classes_file):
-        with open(classes_file) as f:
-            classes = [l.strip() for l in f if l.strip()]
-    splits = {split: _read_list(root, split, classes) for split in SPLITS
-              if os.path.isfile(os.path.join(root, split + '.txt'))}
+        classes = [l.strip() for l in read_text(classes_file) if l.strip()]
+    read = {split: _read_list(root, split, classes) for split in SPLITS
+            if os.path.isfile(os.path.join(root, split + '.txt'))}
+    splits = {split: (paths, labels) for split, (paths, labels, _) in read.items()}
     if classes is None:  # labels 0..max, named by their numbers
-        classes = [str(c) for c in range(int(max(l.max() if len(l) else -1 for _, l in splits.values())) + 1)]
+        top = int(max(l.max() if len(l) else -1 for _, l in splits.values()))
+        _check_label_range(top, read, classes_file)
+        classes = [str(c) for c in range(top + 1)]
     for split, (paths, _) in splits.items():
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
@@ -129,15 +161,34 @@ def _scan_lists(root):
     return classes, splits
 
 
-def scan(root):
+def _check_label_range(top, read, classes_file):
+    """Without classes.txt the classes are 0..max label, and each must have a training image: a label far
+    above the others (a typo, e.g. '100000' for '1') would otherwise make a class of every number up to it.
+    The rule's way out: classes.txt declares the classes, a class without training images too."""
+    used = set(np.unique(read['train'][1]).tolist()) if 'train' in read else set()
+    n_missing = top + 1 - len(used)  # the labels are 0..top
+    if n_missing:
+        where = next(w[top] for _, _, w in read.values() if top in w)
+        missing = [] if n_missing > 10 ** 6 else [c for c in range(top + 1) if c not in used][:5]
+        shown = ' (%s%s)' % (', '.join(map(str, missing)), ', ...' if n_missing > len(missing) else '') if missing \
+            else ''
+        raise DatasetError('%s line %d: label %d, but %d of the labels 0..%d have no training image%s. Without %s '
+                           'the classes are 0..the largest label, and each needs a training image: is this label a '
+                           'typo? Fix the line, or list the class names in classes.txt (line k names label k), which '
+                           'also allows classes without training images' % (where[0], where[1], top, n_missing, top,
+                                                                            shown, classes_file))
+
+
+def scan(root, ignore=()):
     """Find the layout of `root` and read its splits (see the module docstring). DatasetError when the
-    layout is neither, a class folder is empty, splits disagree on the classes, a list is malformed
-    or names a missing file, there are fewer than two classes, or no training image."""
+    layout is neither, a class folder is empty, splits disagree on the classes, a list is malformed,
+    is not UTF-8 or names a missing file, there are fewer than two classes, or no training image.
+    ignore: folders that are no class even when they lie in a split folder (a run's output folder)."""
     if not os.path.isdir(root):
         raise DatasetError('data folder %s does not exist: pass the folder that holds train/ (one folder per '
                            'class) or train.txt as --data_path' % root)
     if os.path.isdir(os.path.join(root, 'train')):
-        layout, (classes, splits) = 'folders', _scan_folders(root)
+        layout, (classes, splits) = 'folders', _scan_folders(root, ignore)
     elif os.path.isfile(os.path.join(root, 'train.txt')):
         layout, (classes, splits) = 'lists', _scan_lists(root)
     else:
@@ -158,31 +209,78 @@ def scan(root):
 # Images
 # ----------------------------------------------------------------------------------
 
+def bomb_message(path, error):
+    """What to say of an image over Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS)."""
+    return ('image %s is too large to decode safely (%s): if it is a real image, raise the limit with '
+            '--max_image_pixels N (0 for none), or replace or remove the file' % (path, str(error).split(',')[0]))
+
+
+def to_8bit(img):
+    """Grey images of more than 8 bits (16-bit PNG and TIFF: modes I;16*, 32-bit I, float F) as 8-bit 'L',
+    scaled to 0..255: Pillow's own convert('L') clips them (a 16-bit image turns black and white). I;16
+    and I (taken as 0..65535) scale by 255/65535, so that a 16-bit image made from an 8-bit one (v * 257)
+    gives v back exactly; F is taken as 0..1 when its values stay in [0, 1], else as 0..255. Other modes
+    as they are."""
+    if img.mode.startswith('I;16') or img.mode == 'I':
+        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        return Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8), 'L')
+    if img.mode == 'F':
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        scale = 255.0 if arr.size and 0 <= arr.min() and arr.max() <= 1 else 1.0
+        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), 'L')
+    return img
+
+
 def open_image(path, mode='RGB'):
     try:
         with Image.open(path) as img:
-            return img.convert(mode)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return to_8bit(img).convert(mode)
+    except Image.DecompressionBombError as e:
+        raise DatasetError(bomb_message(path, e)) from None
+    except (OSError, ValueError) as e:
         raise DatasetError('cannot read image %s (%s): replace the file or remove it from the data'
                            % (path, e)) from None
 
 
+GREY_MODES = ('L', '1', 'I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N')
+
+
+class Survey(object):
+    """What survey() saw: side (the largest side of the surveyed images, outliers left out), grey (all of
+    them one channel), outliers ([(path, width, height)]: images whose largest side is over OUTLIER times
+    the median's, which a size chosen from the largest side would blow up), count (images surveyed)."""
+
+    OUTLIER = 4
+
+    def __init__(self, side, grey, outliers, count, median):
+        self.side, self.grey, self.outliers, self.count, self.median = side, grey, outliers, count, median
+
+    def __iter__(self):  # (side, grey), as survey() returned before
+        return iter((self.side, self.grey))
+
+
 def survey(paths, sample=256, seed=0):
-    """(largest side, all grey) over a fixed random sample of the images: enough to choose the pipeline
+    """A Survey of a fixed random sample of the images: enough to choose the pipeline and the size
     without opening a million files. Reads headers only."""
     rng = np.random.RandomState(seed)
     chosen = [paths[i] for i in (rng.choice(len(paths), sample, replace=False) if len(paths) > sample
                                  else range(len(paths)))]
-    side, grey = 0, True
+    sizes, grey = [], True
     for p in chosen:
         try:
             with Image.open(p) as img:
-                side = max(side, *img.size)
-                grey = grey and img.mode in ('L', '1', 'I;16', 'I')
+                sizes.append((p,) + tuple(img.size))
+                grey = grey and img.mode in GREY_MODES
+        except Image.DecompressionBombError as e:
+            raise DatasetError(bomb_message(p, e)) from None
         except (OSError, ValueError) as e:
             raise DatasetError('cannot read image %s (%s): replace the file or remove it from the data'
                                % (p, e)) from None
-    return side, grey
+    sides = np.array([max(w, h) for _, w, h in sizes])
+    median = float(np.median(sides)) if len(sides) else 0.0
+    outliers = [s for s, side in zip(sizes, sides) if side > Survey.OUTLIER * median]
+    kept = [side for side in sides if side <= Survey.OUTLIER * median]
+    return Survey(int(max(kept)) if kept else 0, grey, outliers, len(sizes), median)
 
 
 def load_images(paths, size, channels):

@@ -1,6 +1,8 @@
 """What a run writes as it goes: the reference's text logs byte for byte, JSON lines (and,
 with --tensorboard, the same numbers as TensorBoard scalars), and a progress bar per pass."""
 import contextlib
+import errno
+import io
 import json
 import math
 import os
@@ -48,6 +50,12 @@ class RunLog(object):
 
     def __init__(self, files, offsets=None, tensorboard=None, start_epoch=0):
         from cli import UsageError  # here: results.py and plots.py import this module without torch
+        self.board = None
+        self.last_epoch = start_epoch - 1
+        if tensorboard is not None:  # first: a writer that fails leaves the logs as they were
+            from torch.utils.tensorboard import SummaryWriter
+            # purge_step: a resumed run hides what an interrupted epoch had logged past its checkpoint
+            self.board = SummaryWriter(tensorboard, purge_step=start_epoch if offsets is not None else None)
         self.paths = dict(files)
         self.files = {}
         for name, path in self.paths.items():
@@ -65,12 +73,6 @@ class RunLog(object):
                     raise UsageError('cannot resume: %s is missing; restore it or start a new run with '
                                      '--overwrite' % path)
                 self.files[name] = open(path, 'a')
-        self.board = None
-        self.last_epoch = start_epoch - 1
-        if tensorboard is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            # purge_step: a resumed run hides what an interrupted epoch had logged past its checkpoint
-            self.board = SummaryWriter(tensorboard, purge_step=start_epoch if offsets is not None else None)
 
     def write(self, name, line):
         self.files[name].write(line)
@@ -105,6 +107,65 @@ class RunLog(object):
             f.close()
         if self.board is not None:
             self.board.close()
+
+
+class _QuietStream(object):
+    """stdout or stderr that goes quiet instead of raising once its reader is gone (a pipe closed by
+    `| head`, a closed descriptor): the run's files are its output, and training goes on."""
+
+    GONE = (errno.EPIPE, errno.EBADF, errno.EINVAL)
+
+    def __init__(self, stream, fd):
+        self._stream, self._fd = stream, fd
+
+    def _silence(self):
+        devnull = open(os.devnull, 'w')
+        try:  # the descriptor too, where the stream is it: the interpreter's last flush of it at exit stays quiet
+            if self._stream.fileno() == self._fd:
+                os.dup2(devnull.fileno(), self._fd)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+        self._stream = devnull
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except (ValueError, OSError) as e:  # ValueError: I/O on a closed file
+            if isinstance(e, OSError) and e.errno not in self.GONE:
+                raise
+            self._silence()
+            return getattr(self._stream, fn.__name__)(*args)
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def quiet_streams():
+    """sys.stdout and sys.stderr that cannot fail the program: a closed one (`>&-`, which leaves Python
+    None there) writes to os.devnull, an open one goes quiet when its reader goes away. Restored after."""
+    saved = sys.stdout, sys.stderr
+    for name, fd in (('stdout', 1), ('stderr', 2)):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, 'w'))
+        elif not isinstance(stream, _QuietStream):
+            setattr(sys, name, _QuietStream(stream, fd))
+    try:
+        yield
+    finally:
+        for stream, name in zip(saved, ('stdout', 'stderr')):
+            if stream is not None:
+                current = getattr(sys, name)
+                if isinstance(current, _QuietStream) and current._stream is not stream:  # silenced: stay so
+                    continue
+                setattr(sys, name, stream)
 
 
 class NullLog(object):

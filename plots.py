@@ -12,13 +12,13 @@ losses:   the paper's picture: histogram of the normalised per-sample loss, trul
           per saved epoch (Train_cifar.py --dump_losses EPOCHS writes the .npz files).
 """
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 from logs import number  # null (NaN in earlier logs) -> NaN
+from results import by_epoch, read_jsonl, read_lines, warn
 
 COLORS = {'clean': '#2a7ab9', 'noisy': '#e4572e', 'net1': '#2a7ab9', 'net2': '#e4572e'}
 
@@ -29,7 +29,7 @@ def pyplot():
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
     except ImportError:
-        sys.exit('error: plots need matplotlib: pip install matplotlib')
+        fail('plots need matplotlib: pip install matplotlib')
     plt.rcParams.update({'font.size': 10, 'axes.spines.top': False, 'axes.spines.right': False,
                          'axes.grid': True, 'grid.alpha': 0.3})
     return plt
@@ -41,67 +41,97 @@ def epoch_axis(ax, n_points):
     return {'marker': 'o', 'ms': 3} if n_points <= 40 else {}
 
 
+def fail(message):
+    """An error the user can fix: the message, exit status 2."""
+    print('error: %s' % message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def read_acc(stem):
-    """[(epoch, accuracy)] from '<stem>_acc.txt' (CIFAR format) or '<stem>_log.jsonl'."""
+    """[(epoch, accuracy)] from '<stem>_acc.txt' (CIFAR format) or '<stem>_log.jsonl' (an epoch logged twice:
+    its last line); [] for a run that has none (no test split)."""
     path = stem if stem.endswith('.txt') else stem + '_acc.txt'
     if os.path.exists(path):
         out = []
-        for line in open(path):
+        for line in read_lines(path) or []:
             parts = line.split()
             if len(parts) == 2 and parts[0].startswith('Epoch:') and parts[1].startswith('Accuracy:'):
                 out.append((int(parts[0][6:]), float(parts[1][9:])))
         if out:
-            return out
+            return list(zip(sorted({e for e, _ in out}), by_epoch(path, out)))
     jsonl = stem + '_log.jsonl'
     if os.path.exists(jsonl):
-        return [(r['epoch'], number(r['test_acc'])) for r in map(json.loads, open(jsonl)) if 'test_acc' in r]
-    raise SystemExit('error: no accuracy log for run %s (looked for %s and %s)' % (stem, path, jsonl))
+        out = [(r['epoch'], number(r['test_acc'])) for r in read_jsonl(jsonl) if 'test_acc' in r and 'epoch' in r]
+        return list(zip(sorted({e for e, _ in out}), by_epoch(jsonl, out)))
+    fail('no accuracy log for run %s (looked for %s and %s)' % (stem, path, jsonl))
 
 
 def plot_acc(stems, out, labels=None):
+    runs = []
+    for i, stem in enumerate(stems):
+        points = read_acc(stem)
+        if points:
+            runs.append((points, labels[i] if labels else os.path.basename(stem.rstrip('/'))))
+        else:
+            warn('run %s has no test accuracy (a run without a test or val split?): left out of the plot' % stem)
+    if not runs:
+        fail('none of the runs has a test accuracy to plot')
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, stem in enumerate(stems):
-        ep, acc = zip(*read_acc(stem))
-        ax.plot(ep, acc, lw=1.6, label=(labels[i] if labels else os.path.basename(stem.rstrip('/'))),
-                **epoch_axis(ax, len(ep)))
+    for points, label in runs:
+        ep, acc = zip(*points)
+        ax.plot(ep, acc, lw=1.6, label=label, **epoch_axis(ax, len(ep)))
     ax.set_xlabel('epoch')
     ax.set_ylabel('test accuracy (%)')
     ax.set_title('Test accuracy (ensemble of both nets)')
     ax.legend(frameon=False)
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
+    save(fig, out)
     return out
 
 
+def save(fig, out):
+    try:
+        fig.savefig(out, dpi=150)
+    except OSError as e:
+        fail('cannot write --out %s (%s): pass a writable path' % (out, e.strerror or e))
+
+
 def plot_division(stem, out):
-    plt = pyplot()
+    """Labeled-set size per epoch, and the AUC of the clean probability against the truly clean samples
+    where the run knew them (CIFAR's injected noise; a run on your own data does not: sizes only)."""
     path = stem + '_log.jsonl'
     if not os.path.exists(path):
-        raise SystemExit('error: %s not found (division plots need the JSON log of Train_cifar.py)' % path)
-    recs = [r for r in map(json.loads, open(path)) if 'labeled1' in r]
+        fail('%s not found (division plots need the JSON log of a training run)' % path)
+    recs = [r for r in read_jsonl(path) if 'labeled1' in r and 'epoch' in r]
     if not recs:
-        raise SystemExit('error: %s has no epoch with a division (all warm-up? use --track_division)' % path)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fail('%s has no epoch with a division (all warm-up? use --track_division)' % path)
+    with_auc = all('auc1' in r for r in recs)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2 if with_auc else 1, figsize=(10 if with_auc else 5.4, 3.8), squeeze=False)
+    a1 = axes[0][0]
     ep = [r['epoch'] for r in recs]
     style = epoch_axis(a1, len(ep))
-    epoch_axis(a2, len(ep))
     for k in (1, 2):
         a1.plot(ep, [r['labeled%d' % k] for r in recs], lw=1.6, color=COLORS['net%d' % k],
                 label='division by net%d' % k, **style)
-        a2.plot(ep, [number(r['auc%d' % k]) for r in recs], lw=1.6, color=COLORS['net%d' % k],
-                label='division by net%d' % k, **style)
-    a1.set_title('Labeled-set size')
+    a1.set_title('Labeled-set size' + ('' if with_auc else ' (no AUC: the truly clean labels are not known)'))
     a1.set_xlabel('epoch')
     a1.set_ylabel('samples')
-    a2.set_title('AUC of the clean probability (vs truly clean)')
-    a2.set_xlabel('epoch')
-    a2.set_ylabel('ROC AUC')
-    for a in (a1, a2):
+    if with_auc:
+        a2 = axes[0][1]
+        epoch_axis(a2, len(ep))
+        for k in (1, 2):
+            a2.plot(ep, [number(r['auc%d' % k]) for r in recs], lw=1.6, color=COLORS['net%d' % k],
+                    label='division by net%d' % k, **style)
+        a2.set_title('AUC of the clean probability (vs truly clean)')
+        a2.set_xlabel('epoch')
+        a2.set_ylabel('ROC AUC')
+    for a in axes[0]:
         a.legend(frameon=False)
     fig.suptitle(os.path.basename(stem))
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
+    save(fig, out)
     return out
 
 
@@ -113,8 +143,11 @@ def plot_losses(files, out, net=1):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(files), figsize=(4.2 * len(files), 3.6), squeeze=False)
     for ax, path in zip(axes[0], files):
-        d = np.load(path)
-        loss, clean = d['input_loss%d' % net], d['clean'].astype(bool)
+        try:
+            d = np.load(path)
+            loss, clean = d['input_loss%d' % net], d['clean'].astype(bool)
+        except (OSError, ValueError, KeyError) as e:
+            fail('%s is no loss file of Train_cifar.py --dump_losses (%s)' % (path, str(e).splitlines()[0][:120]))
         bins = np.linspace(0, 1, 51)
         ax.hist(loss[clean], bins=bins, density=False, alpha=0.65, color=COLORS['clean'],
                 label='clean (%d)' % clean.sum())
@@ -137,7 +170,7 @@ def plot_losses(files, out, net=1):
         ax.set_title('epoch %d, net%d' % (int(d['epoch']), net))
     axes[0][0].legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=150)
+    save(fig, out)
     return out
 
 
@@ -171,4 +204,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from logs import quiet_streams
+    with quiet_streams():
+        main()

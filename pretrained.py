@@ -5,6 +5,12 @@ random initialisation (that takes --random_init, explicitly).
     weights = torchvision_weights('resnet50', 'IMAGENET1K_V2')      # the enum member (its metadata too)
     state = load_weights(weights, pretrained_path=None, offline=False)
     model = classifier('resnet50', num_class, state)                # the head replaced for num_class
+    one_image_ok = probe('resnet50', num_class, image_size=224)     # before anything runs: does it train at that size?
+
+Every torchvision classification model trains here but squeezenet (it has no Linear head to replace):
+googlenet and inception_v3 without their auxiliary heads (their training-mode outputs would be tuples),
+vit_* at their weights' image size (any multiple of the patch size with --random_init), and each model
+only at input sizes its layers accept, which probe() finds out up front on the meta device.
 """
 import os
 import socket
@@ -16,13 +22,43 @@ import torchvision
 from cli import UsageError
 
 
+UNSUPPORTED = {'squeezenet1_0': 'it has no Linear classifier layer to replace (its head is a convolution)',
+               'squeezenet1_1': 'it has no Linear classifier layer to replace (its head is a convolution)'}
+
+
+FAMILIES = ('alexnet', 'convnext', 'densenet', 'efficientnet', 'googlenet', 'inception', 'maxvit', 'mnasnet',
+            'mobilenet', 'regnet', 'resnet', 'resnext', 'shufflenet', 'swin', 'vgg', 'vit', 'wide_resnet')
+
+
+def family(arch):
+    """resnet50 -> resnet, efficientnet_b0 -> efficientnet; a name outside FAMILIES stands for itself."""
+    for f in FAMILIES:
+        if arch == f or arch.startswith(f + '_') or (arch.startswith(f) and arch[len(f):len(f) + 1].isdigit()):
+            return f
+    return arch
+
+
+def families():
+    """The torchvision model families that train here."""
+    return sorted({family(a) for a in torchvision.models.list_models(module=torchvision.models)
+                   if a not in UNSUPPORTED})
+
+
+def check_arch(arch):
+    """UsageError unless arch is a torchvision classification model that trains here, naming the families
+    that do."""
+    known = torchvision.models.list_models(module=torchvision.models)
+    if arch not in known or arch in UNSUPPORTED:
+        raise UsageError('--arch %s %s. Families that train here: %s (torchvision.models.list_models() lists every '
+                         'name; for small images, preresnet18 or cnn)'
+                         % (arch, 'is not a torchvision classification model' if arch not in known else
+                            'cannot be trained here: ' + UNSUPPORTED[arch], ', '.join(families())))
+
+
 def torchvision_weights(arch, name):
     """torchvision's weights enum member `name` ('DEFAULT' too) of model `arch`, or a UsageError listing
     the models or weights there are."""
-    if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise UsageError('--arch %s is not a torchvision classification model; choose e.g. resnet18, resnet50, '
-                         'convnext_tiny, efficientnet_b0, vit_b_16 (torchvision.models.list_models() lists them all)'
-                         % arch)
+    check_arch(arch)
     enum = torchvision.models.get_model_weights(arch)
     try:
         return enum[name] if name != 'DEFAULT' else enum.DEFAULT
@@ -63,16 +99,32 @@ def load_weights(weights, pretrained_path=None, offline=False, what=None):
     return state.get('state_dict', state) if isinstance(state, dict) else state
 
 
-def classifier(arch, num_class, state=None):
+AUX = {'googlenet': ('aux1', 'aux2'), 'inception_v3': ('AuxLogits',)}
+
+
+def classifier(arch, num_class, state=None, image_size=None):
     """torchvision model `arch` with `state` loaded (None: random init) and its last Linear layer replaced
-    by a fresh one with num_class outputs."""
-    model = torchvision.models.get_model(arch, weights=None)
+    by a fresh one with num_class outputs. googlenet and inception_v3 lose their auxiliary heads (the
+    algorithm takes one logits tensor; torchvision's own fine-tuning drops them too); with weights they
+    keep transform_input, which the ImageNet weights were trained with. image_size: a vit_* without
+    weights is built for it (with weights, the weights' size is the only one)."""
+    kwargs = {}
+    if arch in AUX:
+        kwargs = dict(aux_logits=state is not None, transform_input=state is not None,
+                      init_weights=state is None)
+    elif arch.startswith('vit_') and state is None and image_size:
+        kwargs = dict(image_size=image_size)
+    model = torchvision.models.get_model(arch, weights=None, **kwargs)
     if state is not None:
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
             raise UsageError('the weights file does not fit torchvision\'s %s (%s); pass weights of '
                              'torchvision.models.%s' % (arch, str(e).splitlines()[0][:200], arch)) from None
+    if arch in AUX:
+        model.aux_logits = False
+        for name in AUX[arch]:
+            setattr(model, name, None)
     last = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not last:
         raise UsageError('--arch %s has no Linear classifier layer to replace; choose another torchvision model'
@@ -81,3 +133,36 @@ def classifier(arch, num_class, state=None):
     parent = model.get_submodule(name.rsplit('.', 1)[0]) if '.' in name else model
     setattr(parent, name.rsplit('.', 1)[-1], nn.Linear(layer.in_features, num_class))
     return model
+
+
+def probe(arch, num_class, image_size, channels=3, pretrained=True):
+    """Build `arch` as the run will (on the meta device: no memory, no time; on the CPU first where a
+    constructor reads values) and run a training-mode forward of two images of image_size px. A UsageError
+    names what fails (a size the layers do not accept, an output that is no (N, num_class) tensor) and
+    what to do. Returns whether the network also trains on a batch of ONE image: BatchNorm needs more
+    than one value per channel, so small inputs whose last feature map is 1x1 cannot (the run then skips
+    training batches of one image)."""
+    def build():
+        return classifier(arch, num_class, image_size=None if pretrained else image_size)
+    try:
+        with torch.device('meta'):
+            model = build()
+    except Exception:  # a constructor that reads tensor values (regnet's): build for real, then move
+        model = build().to('meta')
+    model.train()
+    try:
+        out = model(torch.empty(2, channels, image_size, image_size, device='meta'))
+    except Exception as e:
+        raise UsageError('--arch %s cannot train on %d-px images (%s): pass another --image_size (224 is what '
+                         'torchvision\'s ImageNet weights were trained at%s), or choose another --arch'
+                         % (arch, image_size, str(e).splitlines()[0][:200],
+                            '; a vit_* with its weights takes only their size' if arch.startswith('vit_') else '')) \
+            from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_class):
+        raise UsageError('--arch %s returns %s in training mode, not one (batch, %d) logits tensor: choose another '
+                         '--arch' % (arch, type(out).__name__, num_class))
+    try:
+        model(torch.empty(1, channels, image_size, image_size, device='meta'))
+        return True
+    except ValueError:  # 'Expected more than 1 value per channel when training'
+        return False

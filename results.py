@@ -47,9 +47,51 @@ def stats(values):
     return {'best': max(values), 'last': values[-1], 'mean_last10': sum(last10) / len(last10), 'epochs': len(values)}
 
 
+def warn(message):
+    print('warning: %s' % message, file=sys.stderr)
+
+
 def read_lines(path):
-    with open(path) as f:
-        return f.read().splitlines()
+    """The file's lines, or None (with a warning) for a file that is not UTF-8 text: no run log."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError:
+        warn('skipped %s: not UTF-8 text (no run log)' % path)
+    except OSError as e:
+        warn('skipped %s: %s' % (path, e.strerror or e))
+    return None
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines log; a damaged line (half-written when a run was killed, say) is skipped
+    with a warning naming it, and the rest is read."""
+    records = []
+    for lineno, line in enumerate(read_lines(path) or [], start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            warn('%s line %d is not a JSON record (half-written?): skipped' % (path, lineno))
+    return records
+
+
+def by_epoch(path, rows):
+    """rows [(epoch, value)] -> the values in epoch order, the last of each epoch where one appears more
+    than once (a log appended to twice), with a warning naming them."""
+    last, repeated = {}, set()
+    for epoch, value in rows:
+        if epoch in last:
+            repeated.add(epoch)
+        last[epoch] = value
+    if repeated:
+        shown = sorted(repeated)
+        warn('%s: epoch%s %s appear%s more than once (a log appended to twice?); the last line of each is used'
+             % (path, 's' if len(shown) > 1 else '', ', '.join(map(str, shown[:8])) + (', ...' if len(shown) > 8
+                                                                                   else ''),
+                '' if len(shown) > 1 else 's'))
+    return [last[e] for e in sorted(last)]
 
 
 def parse_cifar_name(filename):
@@ -69,8 +111,7 @@ def last_auc(jsonl):
     if not os.path.exists(jsonl):
         return float('nan')
     aucs = []
-    for line in read_lines(jsonl):
-        rec = json.loads(line)
+    for rec in read_jsonl(jsonl):
         if 'auc1' in rec and 'auc2' in rec:  # null (NaN in earlier logs): no noisy or no clean sample
             aucs.append((number(rec['auc1']) + number(rec['auc2'])) / 2)
     return aucs[-1] if aucs else float('nan')
@@ -84,27 +125,32 @@ def collect(folders):
             name = os.path.basename(path)
             cifar = parse_cifar_name(name)
             lines = read_lines(path)
+            if lines is None:
+                continue
+            cifar_accs = lambda: by_epoch(path, [(int(m.group(1)), float(m.group(2)))
+                                                 for m in map(CIFAR_ACC.match, lines) if m])
             if cifar and any(CIFAR_ACC.match(l) for l in lines):
                 dataset, r, mode, run_id = cifar
-                accs = [float(m.group(2)) for m in map(CIFAR_ACC.match, lines) if m]
+                accs = cifar_accs()
                 row = dict(stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]), id=run_id,
                            auc=last_auc(path[:-len('_acc.txt')] + '_log.jsonl'))
                 cell = paper.RESULTS.get((dataset, mode, r))
                 row['paper'] = '%.1f / %.1f' % cell if cell else '-'
                 groups.setdefault('%s, %s %.0f%%' % (dataset, mode, 100 * r), []).append(row)
             elif name.endswith('_acc.txt') and any(CIFAR_ACC.match(l) for l in lines):  # Train_folder.py runs
-                accs = [float(m.group(2)) for m in map(CIFAR_ACC.match, lines) if m]
+                accs = cifar_accs()
                 groups.setdefault('own data (Train_folder.py)', []).append(dict(
                     stats(accs), run=os.path.join(folder, name[:-len('_acc.txt')]), id='', paper='-',
                     auc=last_auc(path[:-len('_acc.txt')] + '_log.jsonl')))
             elif any(WEB_ACC.match(l) for l in lines):
-                res = [tuple(float(x) for x in m.groups()[1:]) for m in map(WEB_ACC.match, lines) if m]
+                res = by_epoch(path, [(int(m.group(1)), tuple(float(x) for x in m.groups()[1:]))
+                                      for m in map(WEB_ACC.match, lines) if m])
                 row = {'run': os.path.join(folder, name[:-len('_acc.txt')] or '(no id)')}
                 for i, key in enumerate(('webvision_top1', 'webvision_top5', 'imagenet_top1', 'imagenet_top5')):
                     row[key] = stats([r[i] for r in res])
                 groups.setdefault('WebVision', []).append(row)
             elif any(CLOTHING_VAL.match(l) for l in lines):
-                vals = [m for m in map(CLOTHING_VAL.match, lines) if m]
+                vals = by_epoch(path, [(int(m.group(1)), m) for m in map(CLOTHING_VAL.match, lines) if m])
                 tests = [float(m.group(1)) for m in map(CLOTHING_TEST.match, lines) if m]
                 groups.setdefault('Clothing1M', []).append({
                     'run': os.path.join(folder, name[:-len('.txt')]), 'epochs': len(vals),
@@ -246,12 +292,20 @@ def main(argv=None):
                   "'_s<seed>' suffix)" % (args.baseline, ', '.join(sorted(found)) or 'none'), file=sys.stderr)
             return 2
         md += '\n' + render_arms(groups, args.baseline)
+    if args.out:  # first: a folder that cannot take it is said before the tables scroll by
+        try:
+            with open(args.out, 'w') as f:
+                f.write(md + '\n')
+        except OSError as e:
+            print('error: cannot write --out %s (%s): pass a writable path' % (args.out, e.strerror or e),
+                  file=sys.stderr)
+            return 2
     print(md)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(md + '\n')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from logs import quiet_streams
+    with quiet_streams():  # `python results.py | head` ends quietly
+        code = main()
+    sys.exit(code)

@@ -37,15 +37,50 @@ from logs import NullLog, RunLog, progress_bars
 # Settings that may change between a run and its resumption: they do not alter the numbers.
 RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
                'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard',
-               'accept_noise_file', 'offline', 'report_only', 'report_every')
+               'accept_noise_file', 'offline', 'report_only', 'report_every', 'max_image_pixels')
 # Settings added after checkpoints were written without them, with the value those runs had.
-ADDED_SETTINGS = {'deterministic': False}
+ADDED_SETTINGS = {'deterministic': False, 'min_train_rows': 1, 'max_image_pixels': None}
+
+
+# What the longest file name a run writes adds to its name: the checkpoint's temporary file
+# ('.' + name + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp', checkpoints.atomic_save)
+LONGEST_SUFFIX = len('.' + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp')
+
+
+def check_file_names(stem, settings):
+    """The run's file names fit the file system (at most NAME_MAX bytes each, 255 on most): refused up front,
+    naming the --id length that fits, instead of failing when epoch 0's checkpoint is saved."""
+    folder, name = os.path.split(os.path.abspath(stem))
+    try:
+        limit = os.pathconf(folder, 'PC_NAME_MAX')
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    longest = len(name.encode()) + LONGEST_SUFFIX
+    if longest > limit:
+        run_id = settings.get('id') or ''
+        fits = len(run_id.encode()) - (longest - limit)
+        raise UsageError('the run name %s... (%d bytes) makes file names of up to %d bytes (its checkpoint\'s '
+                         'temporary file), over the %d this file system allows in %s: %s'
+                         % (name[:40], len(name.encode()), longest, limit, folder,
+                            'pass an --id of at most %d characters' % fits if fits > 0 else 'pass a shorter --id'))
+
+
+def check_writable_folder(path, flag):
+    """Create path (a folder) if needed and prove it takes files, naming the flag when it cannot."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        import tempfile
+        with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
+            pass
+    except OSError as e:
+        raise UsageError('%s: cannot write to the folder %s (%s): pass a folder the run can write, or leave the '
+                         'flag out' % (flag, path, e.strerror or e)) from None
 
 
 def compare_settings(saved, current, ignore=()):
     """Names of run-defining settings whose values differ, as 'name: saved -> current'."""
     diffs = []
-    saved = dict(ADDED_SETTINGS, **saved)
+    saved, current = dict(ADDED_SETTINGS, **saved), dict(ADDED_SETTINGS, **current)  # absent: the old value
     for key in sorted(set(saved) | set(current)):
         if key in ignore:
             continue
@@ -145,29 +180,40 @@ class Run(object):
                              'pass a multiple of %d' % (settings.batch_size, self.world, self.world))
         distributed.check_same(str(label_digest), 'the noisy training labels', UsageError)
         self.lock = RunLock(stem + '.lock')
+        board = (os.path.join(settings.tensorboard, os.path.basename(stem))
+                 if settings.get('tensorboard') is not None else None)
         error = None
-        if self.main:  # rank 0 holds the lock and writes; the others learn whether it could
+        if self.main:  # rank 0 checks the paths, holds the lock and writes; the others learn whether it could
             try:
+                # every path the run writes, before anything is written or replaced
+                check_file_names(stem, settings)
+                if board is not None and not read_only:
+                    check_writable_folder(board, '--tensorboard %s' % settings.tensorboard)
                 self.lock.acquire()
             except UsageError as e:
                 error = e
         if not distributed.all_true(error is None):
             raise error or UsageError('rank 0 could not start the run (it says why)')
+        self.ckpt = None
         try:
             if self.main:
                 remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
-            self.ckpt = self._checkpoint_to_resume()
+            self.ckpt = self._checkpoint_to_resume(read_only)
             start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
             if self.ckpt is not None:
                 self.saved_epoch = self.ckpt['epoch']
             if read_only and self.ckpt is None:
                 raise UsageError('nothing to read: pass --resume (this run\'s latest checkpoint) or --resume PATH')
-            board = (os.path.join(settings.tensorboard, os.path.basename(stem))
-                     if settings.get('tensorboard') is not None else None)
             if not read_only:
                 self.log = (RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
                                    tensorboard=board, start_epoch=start_epoch) if self.main else NullLog())
-        except BaseException:
+        except BaseException as e:
+            # what the exit message says of the files (cli.run_main): a signal while a resume starts up
+            # leaves the checkpoint as it was
+            if self.ckpt is not None:
+                e.checkpoint, e.saved_epoch = self.resumed_from, self.ckpt['epoch']
+            elif settings.get('resume') is not None:
+                e.resume_from = self.ckpt_path if settings.resume == 'auto' else settings.resume
             self.lock.release()
             raise
         print_settings(title, settings.as_dict(), notes)
@@ -214,9 +260,10 @@ class Run(object):
 
     # ------------------------------------------------------------------ resume or start afresh
 
-    def _checkpoint_to_resume(self):
+    def _checkpoint_to_resume(self, read_only=False):
         """The checkpoint to continue from, or None for a fresh start; refuses (UsageError) to resume
-        across different settings or noisy labels, and to replace a run that has a checkpoint."""
+        across different settings or noisy labels, or with nothing left to train, and to replace a run
+        that has a checkpoint."""
         s = self.s
         if s.resume is None:
             if os.path.exists(self.ckpt_path) and not s.overwrite:
@@ -245,6 +292,12 @@ class Run(object):
             raise UsageError('cannot resume from %s: the settings differ (%s). Resume with the checkpoint\'s '
                              'settings, or start a new run' % (path, '; '.join(diffs)))
         self._check_device(ckpt, path)
+        if not read_only and ckpt['epoch'] > s.num_epochs:
+            raise UsageError('nothing to train: %s holds the run after epoch %d, and --num_epochs %d asks for epochs '
+                             '0..%d. Pass --num_epochs %d or more to continue it%s'
+                             % (path, ckpt['epoch'], s.num_epochs, s.num_epochs, ckpt['epoch'] + 1,
+                                ' (or --report_only for the label report of its nets)' if 'report_only' in s.as_dict()
+                                else ''))
         if ckpt.get('label_digest') != self.label_digest:
             raise UsageError('cannot resume from %s: the noisy labels differ from the ones it was trained on '
                              '(another noise file or data folder?). Use the same --data_path/--noise_file, or '

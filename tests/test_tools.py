@@ -73,7 +73,8 @@ def test_seed_arms_pooled_and_compared(tmp_path, capsys):
                               (one, 'ref_s1', 4.0), (one, 'ref_s2', 5.0), (two, 'ref_s3', 6.0), (one, 'solo', 9.0)):
         (folder / ('fashionmnist_0.5_sym_%s_acc.txt' % name)).write_text(single(acc))
     for seed, epochs in ((1, 1), (2, 2)):  # an unfinished run pooled with a finished one is flagged by its epochs
-        (one / ('fashionmnist_0.5_sym_part_s%d_acc.txt' % seed)).write_text(single(7.0) * epochs)
+        (one / ('fashionmnist_0.5_sym_part_s%d_acc.txt' % seed)).write_text(
+            ''.join('Epoch:%d   Accuracy:7.00\n' % e for e in range(epochs)))
     assert results.main([str(one), str(two), '--baseline', 'ref']) == 0
     md = capsys.readouterr().out
     assert '### fashionmnist, sym 50%: arms over seeds' in md

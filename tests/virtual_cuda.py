@@ -143,6 +143,8 @@ class VirtualCuda(object):
             (torch.cuda, 'set_device', lambda d: None), (torch.cuda, 'init', lambda: None),
             (torch.cuda, 'current_device', lambda: 0), (torch.cuda, 'is_initialized', lambda: True),
             (torch.cuda, 'get_device_name', lambda d=None: 'virtual CUDA device'),
+            (torch.cuda, 'get_device_properties',
+             lambda d=None: type('Properties', (), {'name': 'virtual CUDA device', 'total_memory': 80 * 2 ** 30})()),
             (torch.cuda, 'synchronize', lambda d=None: None), (torch.cuda, 'is_bf16_supported', lambda *a: True),
             (torch.cuda, 'get_rng_state', lambda d='cuda': torch.zeros(16, dtype=torch.uint8, device='cpu')),
             (torch.cuda, 'set_rng_state', lambda s, d='cuda': None),
