@@ -13,15 +13,15 @@ import os
 import numpy as np
 
 import dataloader_cifar as dataloader
-import distributed
-import paper
-from checkpoints import digest
-from cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
+from dividemix_run import distributed
+from dividemix_run import paper
+from dividemix_run.checkpoints import digest
+from dividemix_run.cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, check_T, run_main)
-from data_sources import DeviceSource, LoaderSource
+from dividemix_run.data_sources import DeviceSource, LoaderSource
 from PreResNet import ResNet18
-from run import Run, algorithm_config, summarize
-from runtime import Runtime
+from dividemix_run.run import Run, algorithm_config, summarize
+from dividemix_run.runtime import Runtime
 from SmallCNN import SmallCNN
 
 WARM_UP = {'cifar10': 10, 'cifar100': 30, 'fashionmnist': 10}

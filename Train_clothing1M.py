@@ -13,14 +13,14 @@ import torch
 import torchvision
 
 import dataloader_clothing1M as dataloader
-import paper
-from checkpoints import atomic_save, file_digest
-from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+from dividemix_run import paper
+from dividemix_run.checkpoints import atomic_save, file_digest
+from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
-from data_sources import ClothingSource
-from pretrained import classifier, load_weights
-from run import Run, algorithm_config
-from runtime import Runtime
+from dividemix_run.data_sources import ClothingSource
+from dividemix_run.pretrained import classifier, load_weights
+from dividemix_run.run import Run, algorithm_config
+from dividemix_run.runtime import Runtime
 
 
 def build_parser():

@@ -18,15 +18,15 @@ import numpy as np
 import torchvision.transforms as transforms
 
 import dataloader_folder as dataloader
-import label_issues
-import paper
-from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+from dividemix_run import label_issues
+from dividemix_run import paper
+from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
-from data_sources import DeviceSource, LoaderSource
-from pretrained import check_arch, classifier, load_weights, probe, torchvision_weights
+from dividemix_run.data_sources import DeviceSource, LoaderSource
+from dividemix_run.pretrained import check_arch, classifier, load_weights, probe, torchvision_weights
 from PreResNet import ResNet18
-from run import Run, algorithm_config, summarize
-from runtime import Runtime
+from dividemix_run.run import Run, algorithm_config, summarize
+from dividemix_run.runtime import Runtime
 from SmallCNN import SmallCNN
 
 SMALL_SIDE = 64  # images up to this size (largest side) go through the device-resident pipeline

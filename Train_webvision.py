@@ -10,14 +10,14 @@ import argparse
 import os
 
 import dataloader_webvision as dataloader
-import paper
-from checkpoints import file_digest
-from cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
+from dividemix_run import paper
+from dividemix_run.checkpoints import file_digest
+from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
-from data_sources import LoaderSource
+from dividemix_run.data_sources import LoaderSource
 from InceptionResNetV2 import InceptionResNetV2
-from run import Run, algorithm_config, summarize
-from runtime import Runtime
+from dividemix_run.run import Run, algorithm_config, summarize
+from dividemix_run.runtime import Runtime
 
 
 def build_parser():

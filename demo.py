@@ -17,8 +17,8 @@ import time
 
 import dataloader_cifar as dataloader
 import Train_cifar
-from cli import UsageError, run_main
-from logs import number
+from dividemix_run.cli import UsageError, run_main
+from dividemix_run.logs import number
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 

@@ -1,8 +1,9 @@
 """DivideMix (Li, Socher, Hoi, "DivideMix: Learning with Noisy Labels as Semi-supervised
 Learning", ICLR 2020): Algorithm 1, whole, in one file.
 
-Stand-alone: imports only torch, numpy and scikit-learn; no argparse, no globals, no
-printing, so it can be copied into other code as is. Names follow the paper: T (sharpening
+Stand-alone: imports only torch, numpy and scikit-learn; no argparse, no printing, no global
+but the seam for several processes (the end of the file), so it can be copied into other code as
+is. Names follow the paper: T (sharpening
 temperature), alpha (MixUp's Beta parameter), lambda_u (weight of the unlabeled loss),
 p_threshold (clean-probability threshold), w_x (a labeled sample's clean probability).
 
@@ -20,9 +21,8 @@ One run, two networks (this loop runs as written; README "Using the pieces"):
             co_train(nets, optimizers, source, divisions, cfg, epoch=epoch)  # net1 on net2's division, then
         acc = ensemble_accuracy(nets, source.test_batches())[0]             #   net2 on net1's; test: net1 + net2
 
-`source` is anything with the methods below (data_sources.py has the project's: a
-device-resident one for small images, and DataLoader-based ones); batches are tensors on
-the device:
+`source` is anything with these methods (dividemix_run/data_sources.py has the project's);
+batches are tensors on the device:
     warmup_batches(k)        -> iterable of (x, noisy_label, index): net k's warm-up pass
     eval_batches(k)          -> iterable of (x, noisy_label, index): the samples net k divides,
                                 each once, index 0..n-1 (for CIFAR all of the training set)
@@ -44,7 +44,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
 
@@ -68,8 +67,7 @@ class Config:
 
 
 class DivergenceError(RuntimeError):
-    """A loss or a weight became NaN or infinite. phase: where ('training', 'warm-up', the
-    per-sample losses of co-divide, the weights of a net); iteration: within a pass, if any."""
+    """A loss, an output or a weight became NaN or infinite: phase says where, iteration when."""
 
     def __init__(self, phase, epoch, iteration=None):
         self.phase, self.epoch, self.iteration = phase, epoch, iteration
@@ -79,72 +77,7 @@ class DivergenceError(RuntimeError):
         super().__init__('%s %s%s' % (what, phase, where))
 
 
-# ----------------------------------------------------------------------------------
-# Several processes (torchrun + DistributedDataParallel)
-# ----------------------------------------------------------------------------------
-# With a process group, every step below computes what the single process computes on the whole
-# (global) batch, each rank holding its contiguous part of it: losses are gathered before the GMM,
-# which rank 0 fits and broadcasts; the MixUp of a training step mixes the global batch (every rank
-# draws the same l and permutation and gathers the inputs and targets), each rank forwards its part
-# of the mixed rows with GlobalBatchNorm (distributed.py), and the loss is scaled so that DDP's gradient average is the
-# gradient of the global loss. Without a process group the original single-process code runs.
-
-def _world():
-    """(rank, world size): (0, 1) without a process group."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _all_reduce(t, op=None):
-    torch.distributed.all_reduce(t, op=op or torch.distributed.ReduceOp.SUM)
-    return t
-
-
-_HOST_GROUP = []
-
-
-def _row_counts(n, world):
-    """Every rank's row count, as Python ints, exchanged over a CPU (gloo) group: the counts are host
-    numbers, and gathering them through NCCL would make the host wait for the device (a sync) before
-    the rows can be cut. Without gloo, through the default group."""
-    group = None
-    if torch.distributed.get_backend() != 'gloo' and torch.distributed.is_gloo_available():
-        if not _HOST_GROUP:  # created by every rank at the same call: all gathers run in the same order
-            _HOST_GROUP.append(torch.distributed.new_group(backend='gloo'))
-        group = _HOST_GROUP[0]
-    device = 'cpu' if group is not None or torch.distributed.get_backend() == 'gloo' else 'cuda'
-    t = torch.tensor([n], device=device)
-    counts = [torch.zeros_like(t) for _ in range(world)]
-    torch.distributed.all_gather(counts, t, group=group)
-    return [int(c) for c in counts]
-
-
-def all_gather_rows(*tensors):
-    """Under a process group: each tensor (n_r, ...) on rank r -> the rows of every rank, concatenated
-    in rank order, on every rank (n_r may differ between ranks)."""
-    _, world = _world()
-    sizes = _row_counts(tensors[0].size(0), world)
-    out = []
-    for t in tensors:
-        padded = t.new_zeros((max(sizes),) + tuple(t.shape[1:]))
-        padded[:t.size(0)] = t
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        torch.distributed.all_gather(parts, padded)
-        out.append(torch.cat([part[:size] for part, size in zip(parts, sizes)]))
-    return out
-
-
-def _part(n, rank, world):
-    """Rank `rank`'s contiguous share of n rows: a slice (sizes differ by at most one)."""
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return slice(start, start + base + (1 if rank < extra else 0))
-
-
-# ----------------------------------------------------------------------------------
-# Small pieces
-# ----------------------------------------------------------------------------------
+# ---- Small pieces ------------------------------------------------------------------------------
 
 def sharpen(p, T):
     """Temperature sharpening: p^(1/T) / sum_c p^(1/T). p: (B, C) probabilities."""
@@ -158,15 +91,14 @@ def linear_rampup(current, warm_up, lambda_u, rampup_length=16):
 
 
 def neg_entropy(logits):
-    """Confidence penalty: mean_i sum_c p_ic log p_ic (negative entropy), added to the
-    warm-up loss for asymmetric noise so the nets do not become over-confident."""
+    """Confidence penalty mean_i sum_c p_ic log p_ic (negative entropy): the warm-up loss for asymmetric
+    noise adds it, so the nets do not become over-confident."""
     probs = torch.softmax(logits, dim=1)
     return torch.mean(torch.sum(probs.log() * probs, dim=1))
 
 
 def uniform_prior_penalty(logits, num_class):
-    """sum_c pi_c log(pi_c / mean_i p_ic) with a uniform prior pi: keeps the mean
-    prediction over the (mixed) batch from collapsing onto few classes."""
+    """sum_c pi_c log(pi_c / mean_i p_ic), pi uniform: the mean prediction must not collapse onto few classes."""
     prior = torch.ones(num_class, device=logits.device) / num_class
     pred_mean = torch.softmax(logits.float(), dim=1).mean(0)
     return torch.sum(prior * torch.log(prior / pred_mean))
@@ -178,16 +110,14 @@ def soft_cross_entropy(logits, targets):
 
 
 def semi_loss(logits_x, targets_x, logits_u, targets_u):
-    """Lx = soft cross-entropy on the labeled rows;
-    Lu = mean((softmax(logits_u) - targets_u)^2) (squared error, over all entries)."""
+    """Lx: soft cross-entropy on the labeled rows; Lu: mean((softmax(logits_u) - targets_u)^2) over all entries."""
     Lx = soft_cross_entropy(logits_x, targets_x)
     Lu = torch.mean((torch.softmax(logits_u.float(), dim=1) - targets_u) ** 2)
     return Lx, Lu
 
 
 def sample_mix_lambda(alpha, rng=np.random):
-    """MixUp coefficient l ~ Beta(alpha, alpha), l = max(l, 1 - l) so the mix stays closer
-    to its first input (which keeps the labeled/unlabeled roles of the rows)."""
+    """l ~ Beta(alpha, alpha), l = max(l, 1 - l): a mix stays closer to its first row (keeps its role)."""
     l = rng.beta(alpha, alpha)
     return max(l, 1 - l)
 
@@ -214,10 +144,8 @@ def co_refine(net, inputs_x, inputs_x2, labels_x, w_x, T):
 
 
 def mixmatch(all_inputs, all_targets, l, idx, num_mixed=None):
-    """MixUp of the batch with a permutation of itself:
-    mixed = l * x + (1 - l) * x[idx], for rows [:num_mixed] (all rows when None).
-    With num_mixed = 2B only the labeled rows are mixed, but their partners x[idx]
-    come from the whole batch (the Clothing1M/WebVision variant)."""
+    """mixed = l * x + (1 - l) * x[idx] for rows [:num_mixed] (all when None); with num_mixed = 2B only the
+    labeled rows are mixed, their partners from the whole batch (the Clothing1M/WebVision variant)."""
     n = all_inputs.size(0) if num_mixed is None else num_mixed
     mixed_input = l * all_inputs[:n] + (1 - l) * all_inputs[idx][:n]
     mixed_target = l * all_targets[:n] + (1 - l) * all_targets[idx][:n]
@@ -242,8 +170,8 @@ def set_lr(optimizers, lr):
 
 
 class _NonFiniteWatch(object):
-    """Remembers the first iteration with a non-finite loss without a device sync per step;
-    check() syncs (every `every` steps and at the end of a pass) and raises DivergenceError."""
+    """The first iteration with a non-finite loss, kept without a sync per step; check() syncs (every
+    `every` steps, and at the end of a pass) and raises DivergenceError."""
 
     def __init__(self, phase, epoch, every):
         self.phase, self.epoch, self.every = phase, epoch, max(1, every)
@@ -272,9 +200,7 @@ def _length(batches):
     return len(batches) if hasattr(batches, '__len__') else None
 
 
-# ----------------------------------------------------------------------------------
-# Warm-up: cross-entropy on the noisy labels
-# ----------------------------------------------------------------------------------
+# ---- Warm-up: cross-entropy on the noisy labels ------------------------------------------------
 
 def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocast=contextlib.nullcontext,
                 on_step=None, check_every=50):
@@ -284,16 +210,11 @@ def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocas
     net.train()
     watch = _NonFiniteWatch('warm-up', epoch, check_every)
     total, steps = None, 0
-    _, world = _world()
     for batch_idx, (inputs, labels, _) in enumerate(batches):
         optimizer.zero_grad()
         with autocast():
             outputs = net(inputs)
-        if world > 1:  # the global batch's mean CE (+ penalty), whatever each rank's share of the rows
-            loss, L = _global_warmup_loss(outputs.float(), labels, conf_penalty, world)
-        else:
-            loss = F.cross_entropy(outputs.float(), labels)
-            L = loss + neg_entropy(outputs.float()) if conf_penalty else loss
+        loss, L = _processes().warmup_loss(outputs.float(), labels, conf_penalty)
         L.backward()
         optimizer.step()
         watch.update(L, batch_idx)
@@ -303,18 +224,6 @@ def warmup_pass(net, optimizer, batches, *, epoch=0, conf_penalty=False, autocas
             on_step(batch_idx, {'CE-loss': loss.detach()})
     watch.check()
     return {'loss': float(total) / steps if steps else float('nan'), 'steps': steps}
-
-
-def _global_warmup_loss(outputs, labels, conf_penalty, world):
-    """(the global batch's mean CE for the record, this rank's loss for backward): the sums of this
-    rank's rows over the global row count, times world so that DDP's average is the global mean."""
-    probs = torch.softmax(outputs, dim=1)
-    ce_sum = F.cross_entropy(outputs, labels, reduction='sum')
-    neg_sum = torch.sum(probs.log() * probs) if conf_penalty else torch.zeros((), device=outputs.device)
-    # the row count from a host number by a fill, not a copy from the host (which would wait for the device)
-    totals = _all_reduce(torch.stack([ce_sum.detach(), neg_sum.detach(), outputs.new_full((), float(outputs.size(0)))]))
-    count = totals[2]
-    return totals[0] / count, world * (ce_sum + neg_sum) / count
 
 
 def warmup(nets, optimizers, source, cfg, *, epoch, autocast=contextlib.nullcontext, progress=None,
@@ -331,15 +240,13 @@ def warmup(nets, optimizers, source, cfg, *, epoch, autocast=contextlib.nullcont
     return record
 
 
-# ----------------------------------------------------------------------------------
-# Co-divide: per-sample losses -> two-component GMM -> clean probability
-# ----------------------------------------------------------------------------------
+# ---- Co-divide: per-sample losses -> two-component GMM -> clean probability --------------------
 
 @dataclasses.dataclass
 class Division:
-    """The division net `net` made (the other net trains on it): for each of the n samples it
-    divided, prob (n,) float64 clean probability, pred (n,) bool = prob > p_threshold
-    (labeled); losses (n,) the normalised losses, input_loss (n, 1) what the GMM saw, gmm."""
+    """The division net `net` made (the other net trains on it), over the n samples it divided: prob (n,)
+    clean probability (float64), pred = prob > p_threshold (labeled), losses (n,) normalised, input_loss
+    (n, 1) what the GMM saw, and the gmm."""
     net: int
     prob: np.ndarray
     pred: np.ndarray
@@ -358,9 +265,8 @@ class Division:
 
 @torch.no_grad()
 def per_sample_losses(net, batches, autocast=contextlib.nullcontext):
-    """Cross-entropy of every sample against its noisy label, in eval mode, placed at the
-    sample's index. batches: iterable of (inputs, targets, index) that covers indices 0..n-1
-    once each. Returns a float32 CPU tensor (n,)."""
+    """Cross-entropy of every sample against its noisy label, eval mode, at the sample's index; batches of
+    (inputs, targets, index) cover 0..n-1 once each. Returns a float32 CPU tensor (n,)."""
     net.eval()
     indices, losses = [], []
     for inputs, targets, index in batches:
@@ -368,23 +274,16 @@ def per_sample_losses(net, batches, autocast=contextlib.nullcontext):
             outputs = net(inputs)
         losses.append(F.cross_entropy(outputs.float(), targets, reduction='none'))
         indices.append(index.to(losses[-1].device))
-    _, world = _world()
-    if world > 1:  # every rank's shard: each sample once (the sources give every index to one rank)
-        device = next(net.parameters()).device
-        index = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long, device=device)
-        values = torch.cat(losses) if losses else torch.zeros(0, device=device)
-        index, values = all_gather_rows(index.to(device), values.to(device))
-        indices, losses = [index], [values]
-    if not losses or not sum(l.numel() for l in losses):
+    index, values = _processes().losses_at(indices, losses, next(net.parameters()).device)
+    if not values.numel():
         return torch.zeros(0)
-    out = torch.zeros(sum(l.numel() for l in losses), device=losses[0].device)
-    out[torch.cat(indices)] = torch.cat(losses)  # one vectorised scatter
+    out = torch.zeros(values.numel(), device=values.device)
+    out[index] = values  # one vectorised scatter
     return out.cpu()
 
 
 def normalize_losses(losses):
-    """Min-max normalise to [0, 1]. A constant vector (no spread to normalise) becomes
-    all zeros, where the reference would divide by zero and feed NaN to the GMM."""
+    """Min-max normalise to [0, 1]; a constant vector becomes zeros (the reference: 0/0, NaN to the GMM)."""
     span = losses.max() - losses.min()
     if span <= 0:
         return torch.zeros_like(losses)
@@ -392,14 +291,10 @@ def normalize_losses(losses):
 
 
 def fit_gmm(input_loss, reg_covar=5e-4, random_state=None):
-    """Two-component 1-D GMM as the reference fits it (max_iter=10, tol=1e-2).
-    input_loss (N, 1). Returns (prob, gmm) with prob the posterior of the component with
-    the smaller mean, i.e. the probability that each sample is clean.
-    random_state=None reproduces the reference's unseeded GMM.
-
-    Fitted and evaluated in float64, as in the reference: it passed a float32 torch tensor,
-    which scikit-learn converts to float64 (a float32 numpy array it would keep in float32,
-    and ten EM steps in float32 end measurably elsewhere; README, "Differences")."""
+    """Two-component 1-D GMM as the reference fits it (max_iter=10, tol=1e-2). input_loss (N, 1).
+    Returns (prob, gmm), prob the posterior of the smaller-mean component: the probability that
+    each sample is clean. random_state=None is the reference's unseeded GMM. In float64, as the
+    reference's float32 torch tensor became inside scikit-learn (docs/differences.md)."""
     input_loss = np.asarray(input_loss, dtype=np.float64)
     gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=reg_covar, random_state=random_state)
     with warnings.catch_warnings():
@@ -416,10 +311,9 @@ def new_histories(window=5):
 
 
 def eval_train(net, batches, cfg, *, history=None, net_index=0, epoch=None, autocast=contextlib.nullcontext):
-    """Per-sample losses -> min-max normalise -> (history average) -> GMM -> a Division.
-    history: a list or deque the normalised loss vector is appended to (the caller keeps it
-    across epochs); the GMM input is the mean of its last cfg.loss_window vectors.
-    Non-finite losses raise DivergenceError (epoch: for its message)."""
+    """Per-sample losses -> min-max normalise -> (history average) -> GMM -> a Division. history: the list
+    or deque the normalised losses are appended to (the caller keeps it across epochs); the GMM sees the
+    mean of its last cfg.loss_window vectors. Non-finite losses raise DivergenceError."""
     raw = per_sample_losses(net, batches, autocast)
     if not bool(torch.isfinite(raw).all()):
         raise DivergenceError('the per-sample losses of net%d (co-divide)' % (net_index + 1), epoch)
@@ -433,71 +327,74 @@ def eval_train(net, batches, cfg, *, history=None, net_index=0, epoch=None, auto
         input_loss = losses
     # the float32 mean, then float64 for the GMM: what the reference's tensor became inside sklearn
     input_loss = input_loss.reshape(-1, 1).numpy().astype(np.float64)
-    if _world()[1] > 1:
-        # every process fits (an unseeded GMM draws from numpy's global stream, which must stay in step
-        # everywhere), and rank 0's posteriors are broadcast: scikit-learn on two hosts need not give
-        # the same bits
-        prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
-        device = next(net.parameters()).device
-        # contiguous: prob is a column of predict_proba's (N, 2) array, and a strided tensor would be
-        # sent as its first N storage elements
-        t = torch.as_tensor(np.ascontiguousarray(prob), dtype=torch.float64, device=device)
-        torch.distributed.broadcast(t, 0)
-        prob = t.cpu().numpy()
-    else:
-        prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
+    prob, gmm = fit_gmm(input_loss, random_state=cfg.gmm_seed)
+    prob = _processes().share(prob, next(net.parameters()).device)
     return Division(net=net_index, prob=prob, pred=prob > cfg.p_threshold, losses=losses, input_loss=input_loss,
                     gmm=gmm)
 
 
 def co_divide(nets, source, cfg, *, histories=None, epoch=None, autocast=contextlib.nullcontext):
-    """Both nets divide (net k the samples of source.eval_batches(k)) before either trains.
-    histories: the two nets' loss histories (new_histories()), or None to keep none.
-    Returns [division by net1, division by net2]."""
+    """Both nets divide (net k source.eval_batches(k)) before either trains; histories: new_histories(), or
+    None. Returns [division by net1, division by net2]."""
     return [eval_train(nets[k], source.eval_batches(k), cfg, history=None if histories is None else histories[k],
                        net_index=k, epoch=epoch, autocast=autocast) for k in range(2)]
 
 
-def division_stats(prob, pred, clean):
-    """How good a division is, against the truly clean samples (clean: bool (N,)).
-    labeled: size of the labeled set; auc: ROC AUC of prob for 'clean' (NaN if only one
-    class exists); precision: clean fraction of the labeled set; recall: fraction of the
-    clean samples that are labeled."""
-    prob, pred, clean = np.asarray(prob, np.float64), np.asarray(pred, bool), np.asarray(clean, bool)
-    auc = float(roc_auc_score(clean, prob)) if clean.any() and not clean.all() else float('nan')
-    n_labeled = int(pred.sum())
-    precision = float(clean[pred].mean()) if n_labeled else float('nan')
-    recall = float(pred[clean].mean()) if clean.any() else float('nan')
-    return {'labeled': n_labeled, 'auc': auc, 'precision': precision, 'recall': recall}
+# ---- Co-training: MixMatch with co-refinement and co-guessing ----------------------------------
 
+def mixmatch_loss(net, cfg, l, randperm, labeled, unlabeled, current, autocast=contextlib.nullcontext):
+    """One training step's loss from the labeled (x, x2, targets_x) and unlabeled (u, u2, targets_u) rows (or
+    None): MixUp with l and randperm's partners, ONE forward over the mixed batch (BatchNorm statistics
+    shared by every row), Lx on the 2B labeled rows, lambda(current) * Lu on the rest (cfg.mix_unlabeled),
+    the uniform-prior penalty over all. Returns (loss, Lx, Lu, lambda)."""
+    inputs_x, inputs_x2, targets_x = labeled
+    batch_size = inputs_x.size(0)  # B; the last batch may be smaller
+    if unlabeled is not None:
+        inputs_u, inputs_u2, targets_u = unlabeled
+        all_inputs = torch.cat([inputs_x, inputs_x2, inputs_u, inputs_u2], dim=0)    # (2B + 2U, ...)
+        all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u], dim=0)
+    else:
+        all_inputs = torch.cat([inputs_x, inputs_x2], dim=0)
+        all_targets = torch.cat([targets_x, targets_x], dim=0)
+    idx = randperm(all_inputs.size(0), device=all_inputs.device)
+    mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx,
+                                         None if cfg.mix_unlabeled else batch_size * 2)
+    with autocast():
+        logits = net(mixed_input)  # ONE forward over the whole mixed batch (shared BN statistics)
+    logits = logits.float()
+    logits_x = logits[:batch_size * 2]
+    lamb = linear_rampup(current, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
+    if cfg.mix_unlabeled and unlabeled is not None:
+        Lx, Lu = semi_loss(logits_x, mixed_target[:batch_size * 2], logits[batch_size * 2:],
+                           mixed_target[batch_size * 2:])
+        loss_u = lamb * Lu
+    else:
+        Lx = soft_cross_entropy(logits_x, mixed_target[:batch_size * 2])
+        Lu = torch.zeros((), device=logits.device)
+        loss_u = 0.0
+    penalty = uniform_prior_penalty(logits, cfg.num_class)
+    return Lx + loss_u + penalty, Lx, Lu, lamb
 
-# ----------------------------------------------------------------------------------
-# Co-training: MixMatch with co-refinement and co-guessing
-# ----------------------------------------------------------------------------------
 
 def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *, epoch, num_iter, rng=np.random,
                randperm=torch.randperm, autocast=contextlib.nullcontext, on_step=None, check_every=50):
     """One DivideMix training pass of `net`, with `net2` as the fixed peer.
 
-    labeled_batches:   iterable of (x, x2, labels, w_x): two augmented views (B, ...),
-                       noisy labels (B,) int64, clean probabilities (B,). The pass ends
-                       when it ends.
-    unlabeled_batches: iterator of (u, u2) that never runs out (it restarts like the
-                       reference's unlabeled loader), or None when the unlabeled set is
-                       empty: then only the labeled rows are mixed and Lu = 0.
-    num_iter:          num_iterations(len(labeled set), B), used only by the ramp-up.
-    rng:               source of the Beta draw (numpy; the reference used np.random).
-    randperm:          randperm(n, device) -> LongTensor, the MixUp partner permutation.
+    labeled_batches:   (x, x2, labels, w_x): two augmented views (B, ...), noisy labels (B,) int64,
+                       clean probabilities (B,); the pass ends when they end
+    unlabeled_batches: an endless iterator of (u, u2) (it restarts like the reference's loader), or
+                       None when the unlabeled set is empty: only labeled rows are mixed, Lu = 0
+    num_iter:          num_iterations(len(labeled set), B), for the ramp-up only
+    rng, randperm:     the Beta draw (numpy, as the reference) and the MixUp permutation(n, device)
     on_step(batch_idx, metrics): metrics are 0-d tensors (the total loss, Lx and Lu).
-    Returns mean Lx, Lu and the last lambda over the pass.
+    Returns the pass's mean Lx, Lu and its last lambda.
     """
     net.train()
     net2.eval()  # fix one network and train the other
     watch = _NonFiniteWatch('training', epoch, check_every)
     sums, steps, lamb = None, 0, 0.0
-    _, world = _world()
     for batch_idx, (inputs_x, inputs_x2, labels_x, w_x) in enumerate(labeled_batches):
-        batch_size = inputs_x.size(0)  # B; the last batch may be smaller
+        batch_size = inputs_x.size(0)
         labels_x = torch.zeros(batch_size, cfg.num_class, device=inputs_x.device).scatter_(1, labels_x.view(-1, 1), 1)
         w_x = w_x.view(-1, 1).float()
         inputs_u, inputs_u2 = next(unlabeled_batches) if unlabeled_batches is not None else (None, None)
@@ -508,55 +405,20 @@ def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *,
             targets_x = co_refine(net, inputs_x, inputs_x2, labels_x, w_x, cfg.T)  # (B, C)
 
         l = sample_mix_lambda(cfg.alpha, rng)
-        if world > 1:
-            loss, Lx, Lu, lamb, watched = _global_mixmatch_step(
-                net, cfg, l, randperm, (inputs_x, inputs_x2, targets_x),
-                None if inputs_u is None else (inputs_u, inputs_u2, targets_u), epoch + batch_idx / num_iter, autocast)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            watch.update(watched, batch_idx)
-            pair = torch.stack([Lx, Lu])
-            sums = pair if sums is None else sums + pair
-            steps += 1
-            if on_step is not None:
-                on_step(batch_idx, {'loss': watched, 'Labeled loss': Lx, 'Unlabeled loss': Lu})
-            continue
-        if inputs_u is not None:
-            all_inputs = torch.cat([inputs_x, inputs_x2, inputs_u, inputs_u2], dim=0)    # (2B + 2U, ...)
-            all_targets = torch.cat([targets_x, targets_x, targets_u, targets_u], dim=0)
-        else:
-            all_inputs = torch.cat([inputs_x, inputs_x2], dim=0)
-            all_targets = torch.cat([targets_x, targets_x], dim=0)
-        idx = randperm(all_inputs.size(0), device=all_inputs.device)
-        mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx,
-                                             None if cfg.mix_unlabeled else batch_size * 2)
-        with autocast():
-            logits = net(mixed_input)  # ONE forward over the whole mixed batch (shared BN statistics)
-        logits = logits.float()
-        logits_x = logits[:batch_size * 2]
-        lamb = linear_rampup(epoch + batch_idx / num_iter, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
-        if cfg.mix_unlabeled and inputs_u is not None:
-            Lx, Lu = semi_loss(logits_x, mixed_target[:batch_size * 2], logits[batch_size * 2:],
-                               mixed_target[batch_size * 2:])
-            loss_u = lamb * Lu
-        else:
-            Lx = soft_cross_entropy(logits_x, mixed_target[:batch_size * 2])
-            Lu = torch.zeros((), device=logits.device)
-            loss_u = 0.0
-        penalty = uniform_prior_penalty(logits, cfg.num_class)
-        loss = Lx + loss_u + penalty
+        loss, Lx, Lu, lamb, watched = _processes().train_loss(
+            net, cfg, l, randperm, (inputs_x, inputs_x2, targets_x),
+            None if inputs_u is None else (inputs_u, inputs_u2, targets_u), epoch + batch_idx / num_iter, autocast)
 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-        watch.update(loss, batch_idx)
+        watch.update(watched, batch_idx)
         pair = torch.stack([Lx.detach(), Lu.detach()])
         sums = pair if sums is None else sums + pair
         steps += 1
         if on_step is not None:
-            on_step(batch_idx, {'loss': loss.detach(), 'Labeled loss': Lx.detach(), 'Unlabeled loss': Lu.detach()})
+            on_step(batch_idx, {'loss': watched.detach(), 'Labeled loss': Lx.detach(), 'Unlabeled loss': Lu.detach()})
     watch.check()
     if steps == 0:
         return {'Lx': float('nan'), 'Lu': float('nan'), 'lambda_u': 0.0, 'steps': 0}
@@ -564,58 +426,11 @@ def train_pass(net, net2, optimizer, labeled_batches, unlabeled_batches, cfg, *,
     return {'Lx': sums[0], 'Lu': sums[1], 'lambda_u': lamb, 'steps': steps}
 
 
-def _global_mixmatch_step(net, cfg, l, randperm, labeled, unlabeled, current, autocast):
-    """One training step of the global batch under a process group, from this rank's part of it.
-    labeled: (x, x2, targets_x) of this rank's labeled rows; unlabeled: (u, u2, targets_u) or None.
-    The global batch is gathered in rank order (the sources give rank r the r-th part of each
-    global batch), mixed with the l and the permutation every rank draws alike, and each rank
-    forwards its part of the labeled and of the unlabeled mixed rows (GlobalBatchNorm: the statistics
-    of the reference's one forward). Returns (this rank's loss for backward, global Lx, global Lu,
-    lambda, the global loss): DDP's average of the ranks' gradients is the global loss's gradient,
-    the uniform-prior penalty's through a differentiable all-reduce of the mean prediction."""
-    rank, world = _world()
-    X, X2, TX = all_gather_rows(*labeled)
-    if unlabeled is not None:
-        U, U2, TU = all_gather_rows(*unlabeled)
-        all_inputs, all_targets = torch.cat([X, X2, U, U2]), torch.cat([TX, TX, TU, TU])
-    else:
-        all_inputs, all_targets = torch.cat([X, X2]), torch.cat([TX, TX])
-    n_lab = 2 * X.size(0)
-    idx = randperm(all_inputs.size(0), device=all_inputs.device)
-    mixed_input, mixed_target = mixmatch(all_inputs, all_targets, l, idx, None if cfg.mix_unlabeled else n_lab)
-    n_all = mixed_input.size(0)
-    n_unl = n_all - n_lab if (cfg.mix_unlabeled and unlabeled is not None) else 0
-    lab, unl = _part(n_lab, rank, world), _part(n_unl, rank, world)
-    rows = torch.cat([torch.arange(lab.start, lab.stop), n_lab + torch.arange(unl.start, unl.stop)])
-    rows = rows.to(mixed_input.device)
-    with autocast():
-        logits = net(mixed_input[rows])
-    logits = logits.float()
-    k = lab.stop - lab.start
-    targets = mixed_target[rows]
-    lx_sum = -torch.sum(F.log_softmax(logits[:k], dim=1) * targets[:k])
-    lu_sum = (torch.sum((torch.softmax(logits[k:], dim=1) - targets[k:]) ** 2) if n_unl
-              else torch.zeros((), device=logits.device))
-    import torch.distributed.nn.functional as dist_fn  # differentiable collectives
-    pred_mean = dist_fn.all_reduce(torch.softmax(logits, dim=1).sum(0)) / n_all
-    prior = torch.ones(cfg.num_class, device=logits.device) / cfg.num_class
-    penalty = torch.sum(prior * torch.log(prior / pred_mean))
-    lamb = linear_rampup(current, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
-    totals = _all_reduce(torch.stack([lx_sum.detach(), lu_sum.detach()]))
-    Lx = totals[0] / n_lab
-    Lu = totals[1] / (n_unl * cfg.num_class) if n_unl else torch.zeros((), device=logits.device)
-    local = lx_sum / n_lab + (lamb * lu_sum / (n_unl * cfg.num_class) if n_unl else 0.0)
-    return world * local + penalty, Lx, Lu, lamb, Lx + lamb * Lu + penalty.detach()
-
-
 def co_train(nets, optimizers, source, divisions, cfg, *, epoch, rng=np.random, autocast=contextlib.nullcontext,
              progress=None, check_every=50):
-    """net1 trains on the division made by net2, then net2 on the division made by net1.
-
-    A division that labels no sample leaves the net that would train on it untrained this
-    epoch ('skipped<k>' in the record; the reference crashed); one that labels every sample
-    trains on the labeled rows alone (Lu = 0; train_pass with no unlabeled stream).
-    Returns {'Lx1', 'Lu1', 'lambda_u', 'Lx2', 'Lu2'} (or 'skipped<k>': True)."""
+    """net1 trains on the division made by net2, then net2 on net1's. A division that labels no sample leaves
+    its net untrained this epoch ('skipped<k>'; the reference crashed); one that labels every sample trains
+    on labeled rows alone (Lu = 0). Returns {'Lx1', 'Lu1', 'lambda_u', 'Lx2', 'Lu2'} or 'skipped<k>'."""
     record = {}
     for k in range(2):
         peer = 1 - k
@@ -632,19 +447,17 @@ def co_train(nets, optimizers, source, divisions, cfg, *, epoch, rng=np.random, 
     return record
 
 
-# ----------------------------------------------------------------------------------
-# Test
-# ----------------------------------------------------------------------------------
+# ---- Test --------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext, epoch=None):
-    """Top-k accuracy (%) of the ensemble prediction sum_k nets[k](x), eval mode.
-    batches: iterable of (inputs, targets). One net gives its own accuracy. Non-finite outputs
-    (nets that diverged without a non-finite loss) raise DivergenceError (epoch: for its message)."""
+    """Top-k accuracy (%) of the ensemble sum_k nets[k](x) in eval mode (one net: its own) over (inputs,
+    targets) batches. Non-finite outputs (a divergence no loss showed) raise DivergenceError."""
     for net in nets:
         net.eval()
     maxk = max(topk)
-    correct = None
+    device = next(nets[0].parameters()).device
+    correct = torch.zeros(len(topk), dtype=torch.long, device=device)
     total = 0
     finite = True
     for inputs, targets in batches:
@@ -655,20 +468,56 @@ def ensemble_accuracy(nets, batches, topk=(1,), autocast=contextlib.nullcontext,
         _, pred = outputs.topk(k, dim=1)
         hit = pred.eq(targets.view(-1, 1))
         counts = torch.stack([hit[:, :min(t, k)].any(dim=1).sum() for t in topk])
-        correct = counts if correct is None else correct + counts
+        correct = correct + counts
         total += targets.size(0)
-    _, world = _world()
-    if world > 1:  # every rank tested its shard of the split
-        device = next(nets[0].parameters()).device
-        correct = correct.to(device) if correct is not None else torch.zeros(len(topk), dtype=torch.long,
-                                                                              device=device)
-        total = int(_all_reduce(torch.tensor([total], device=device)).item())
-        _all_reduce(correct)
-        finite = _all_reduce(torch.as_tensor(finite, device=device).to(torch.int64).view(1),
-                             torch.distributed.ReduceOp.MIN).bool()
+    correct, total, finite = _processes().test_counts(correct, total, finite, device)
     if not total:
         return [float('nan')] * len(topk)
     if not bool(finite):
         raise DivergenceError('the outputs of %s on a test split' % ('both nets' if len(nets) > 1 else 'the net'),
                               epoch)
     return [100.0 * c / total for c in correct.tolist()]
+
+
+# ---- One process, or several: the seam ---------------------------------------------------------
+
+class OneProcess(object):
+    """Where the steps above change when several processes share every batch; here, one process.
+    dividemix_run.distributed.ManyProcesses computes the same numbers on a global batch split over
+    torchrun's processes, plugged in with use_processes(); nothing else in this file knows of processes."""
+
+    def warmup_loss(self, outputs, labels, conf_penalty):
+        """(the batch's mean CE for the record, the loss to backpropagate)."""
+        loss = F.cross_entropy(outputs, labels)
+        return loss, (loss + neg_entropy(outputs) if conf_penalty else loss)
+
+    def train_loss(self, net, cfg, l, randperm, labeled, unlabeled, current, autocast):
+        """(loss to backpropagate, Lx, Lu, lambda, loss to watch) of one training step: mixmatch_loss."""
+        loss, Lx, Lu, lamb = mixmatch_loss(net, cfg, l, randperm, labeled, unlabeled, current, autocast)
+        return loss, Lx, Lu, lamb, loss
+
+    def losses_at(self, indices, losses, device):
+        """(index, loss) of every sample evaluated, from the passes' lists of them."""
+        if not losses:
+            return torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, device=device)
+        return torch.cat(indices), torch.cat(losses)
+
+    def share(self, prob, device):
+        """The GMM posteriors every process trains on."""
+        return prob
+
+    def test_counts(self, correct, total, finite, device):
+        """(top-k hits, samples, all outputs finite) over the whole test split."""
+        return correct, total, finite
+
+
+_PROCESSES = [OneProcess()]
+
+
+def use_processes(processes):
+    """The seam: OneProcess() (the default), or dividemix_run.distributed.ManyProcesses() under torchrun."""
+    _PROCESSES[0] = processes
+
+
+def _processes():
+    return _PROCESSES[0]

@@ -16,10 +16,12 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(ROOT, 'tools')
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
 CIFARN_DIR = os.path.join(SHARED, 'data', 'cifar-n')
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
-sys.path.insert(0, ROOT)
+sys.path.insert(0, TOOLS)  # results.py, plots.py, gpu_check.py, tiny_data.py, ...
+sys.path.insert(0, ROOT)   # the scripts, the copyable modules and dividemix_run
 
 from tiny_data import (fine_to_coarse, make_cifar10, make_cifar100, make_clothing1m, make_fashion,  # noqa: E402,F401
                        make_webvision)

@@ -37,8 +37,8 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import distributed  # noqa: E402
-import run as run_module  # noqa: E402
+from dividemix_run import distributed  # noqa: E402
+from dividemix_run import run as run_module  # noqa: E402
 
 
 def _digest(*arrays):
@@ -126,7 +126,7 @@ def main_run(argv):
         else:
             job.append(a)
     record_runs()
-    from cli import run_main
+    from dividemix_run.cli import run_main
     shutdown = distributed.shutdown
     codes = []
     for k, job in enumerate(jobs):
@@ -171,6 +171,7 @@ def main_step(out):
     from PreResNet import ResNet18
     os.makedirs(out, exist_ok=True)
     world = distributed.init(torch.device('cpu'))
+    distributed.use_processes()  # dividemix.py's multi-process steps, as Run plugs them in
     rank = distributed.rank()
     torch.manual_seed(0)
     nets = [ResNet18(num_classes=4, width=4) for _ in range(2)]

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import dividemix as dm
+from dividemix_run.run import division_stats
 from PreResNet import ResNet18
 
 
@@ -120,7 +121,7 @@ def test_gmm_split_recovers_bimodal_sample():
     prob, gmm = dm.fit_gmm(loss.reshape(-1, 1).astype(np.float32), random_state=0)
     assert ((prob > 0.5) == clean).mean() > 0.99
     assert gmm.means_.min() == pytest.approx(0.1, abs=0.02)
-    stats = dm.division_stats(prob, prob > 0.5, clean)
+    stats = division_stats(prob, prob > 0.5, clean)
     assert stats['auc'] > 0.999 and stats['precision'] > 0.99 and stats['recall'] > 0.99
     again, _ = dm.fit_gmm(loss.reshape(-1, 1).astype(np.float32), random_state=0)
     assert np.array_equal(prob, again)
@@ -176,10 +177,10 @@ def test_eval_train_normalises_and_averages_history():
 def test_division_stats_by_hand():
     clean = np.array([1, 1, 1, 0, 0], bool)
     prob = np.array([0.9, 0.8, 0.2, 0.7, 0.1])
-    s = dm.division_stats(prob, prob > 0.5, clean)
+    s = division_stats(prob, prob > 0.5, clean)
     assert s['labeled'] == 3 and s['precision'] == pytest.approx(2 / 3) and s['recall'] == pytest.approx(2 / 3)
     assert s['auc'] == pytest.approx(5 / 6)
-    assert math.isnan(dm.division_stats(prob, prob > 0.5, np.ones(5, bool))['auc'])
+    assert math.isnan(division_stats(prob, prob > 0.5, np.ones(5, bool))['auc'])
 
 
 def test_ensemble_accuracy_topk():

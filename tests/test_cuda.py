@@ -65,7 +65,7 @@ def test_device_views_match_torchvision_within_one_ulp():
     """On CUDA, x / 255 compiles to a multiply by the reciprocal: a view may differ from torchvision's
     CPU transform by one unit in the last place, never more."""
     from test_device_data import MEAN, STD, images, reference_view
-    from device_data import DeviceImages
+    from dividemix_run.device_data import DeviceImages
     imgs = images(12)
     dev = DeviceImages(imgs, MEAN, STD, DEVICE)
     g = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def test_fp32_means_fp32_and_tf32_is_tensorfloat():
     """--precision fp32 turns TensorFloat-32 off (PyTorch's default runs cuDNN convolutions in TF32 on
     Ampere and newer); --precision tf32 turns it on."""
     cuda_only()
-    import runtime
+    from dividemix_run import runtime
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(8, 64, 32, 32, generator=g), torch.randn(64, 64, 3, 3, generator=g)
     ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=1)
@@ -101,7 +101,7 @@ def test_fp32_means_fp32_and_tf32_is_tensorfloat():
 
 def test_bf16_channels_last_step_is_finite():
     import dividemix as dm
-    import runtime
+    from dividemix_run import runtime
     from PreResNet import ResNet18
     rt = runtime.Runtime(DEVICE, precision='bf16', channels_last=True)
     torch.manual_seed(0)
@@ -137,8 +137,8 @@ def test_deterministic_resnet50_steps_twice_alike():
     pool runs as a mean (adaptive_avg_pool2d's CUDA backward has no deterministic kernel), and two
     identical steps give identical weights."""
     import dividemix as dm
-    import runtime
-    from pretrained import classifier
+    from dividemix_run import runtime
+    from dividemix_run.pretrained import classifier
     rt = runtime.Runtime(DEVICE, deterministic=True)
     try:
         results = []

@@ -9,8 +9,8 @@ from PIL import Image
 
 import dataloader_cifar as dl
 import dividemix as dm
-from data_sources import DeviceSource
-from device_data import DeviceImages
+from dividemix_run.data_sources import DeviceSource
+from dividemix_run.device_data import DeviceImages
 from PreResNet import ResNet18
 
 MEAN, STD = dl.DATASETS['cifar10']['mean'], dl.DATASETS['cifar10']['std']

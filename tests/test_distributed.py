@@ -161,7 +161,7 @@ def test_killed_two_rank_run_resumes_exactly(cifar_root, two_rank_run, tmp_path)
 
 def test_resume_under_another_world_size_is_refused(two_rank_run, cifar_root, tmp_path):
     import Train_cifar
-    from cli import UsageError
+    from dividemix_run.cli import UsageError
     ck = str(two_rank_run[0] / 'ck' / 'cifar10_0.5_sym_checkpoint.pth.tar')
     with pytest.raises(UsageError) as e:
         Train_cifar.main(['--data_path', cifar_root, '--checkpoint_dir', str(tmp_path)] + CIFAR +
@@ -176,7 +176,7 @@ def test_a_rank_that_dies_ends_the_job_and_keeps_the_checkpoint(cifar_root, tmp_
                       tmp_path, opts=['--die_at', '1'])
     assert done.returncode != 0
     assert done.seconds < 60, 'the job took %.0f s to end after rank 1 died' % done.seconds
-    from checkpoints import load_checkpoint
+    from dividemix_run.checkpoints import load_checkpoint
     assert load_checkpoint(os.path.join(ck, 'cifar10_0.5_sym_checkpoint.pth.tar'))['epoch'] == 0
 
 
@@ -233,7 +233,7 @@ def test_clothing1m_samples_that_differ_between_processes_are_refused(refused_jo
     assert exit_status('clothing') == [2, 2]
     assert done.stderr.count("error: this epoch's class-balanced sample of Clothing1M differ(s) between the "
                              "processes of this job") == 1, done.stderr[-3000:]
-    from checkpoints import load_checkpoint
+    from dividemix_run.checkpoints import load_checkpoint
     assert load_checkpoint(str(tmp / 'clothing' / 'ck' / 'clothing1m_checkpoint.pth.tar'))['epoch'] == 0
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-import cli
+from dividemix_run import cli
 import dataloader_folder
 import Train_folder
 from tiny_data import make_image_folder

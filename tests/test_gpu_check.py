@@ -18,7 +18,7 @@ CHEAP = 'bench_reference,breakdown'  # a process each (~5 s); the rest in -m slo
 
 def smoke(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k != 'OUT'}
-    done = subprocess.run([sys.executable, os.path.join(ROOT, 'gpu_check.py')] + list(args) + [
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'gpu_check.py')] + list(args) + [
         '--smoke', '--out', str(tmp_path / 'out')], cwd=str(tmp_path), capture_output=True, text=True, env=env,
         timeout=900)
     return done, str(tmp_path / 'out')

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cli
+from dividemix_run import cli
 import dataloader_folder as df
 import plots
 import results
@@ -175,14 +175,14 @@ def test_a_signal_while_a_resume_starts_says_what_is_on_disk(folder_once, finish
                                                              status):
     """Ctrl-C while --resume loaded the checkpoint said 'nothing to resume' with the checkpoint of epoch 1
     there; SIGTERM then exited without a word. Both name the checkpoint now, unchanged."""
-    import checkpoints
-    import run as run_module
+    from dividemix_run import checkpoints
+    from dividemix_run import resume
     real = checkpoints.load_checkpoint
 
     def load_and_signal(path):
         os.kill(os.getpid(), signum)  # arrives while the resume starts up
         return real(path)
-    monkeypatch.setattr(run_module, 'load_checkpoint', load_and_signal)
+    monkeypatch.setattr(resume, 'load_checkpoint', load_and_signal)
     before = snapshot(finished)
     code, _, err = run(Train_folder.main, ['--data_path', folder_once, '--checkpoint_dir', finished, '--resume']
                        + FAST[:1] + ['2'] + FAST[2:], capsys)
@@ -270,7 +270,7 @@ def test_a_decompression_bomb_is_refused_naming_the_file(folder, tmp_path, capsy
 def test_every_accepted_arch_trains_or_is_refused_up_front(folder_once, tmp_path, capsys):
     """googlenet and inception_v3 returned tuples in training mode; vit_b_16 at 64 px failed an assertion;
     --arch resnet5000 raised ValueError after the settings and empty logs were written."""
-    from pretrained import classifier
+    from dividemix_run.pretrained import classifier
     for arch, side in (('googlenet', 64), ('inception_v3', 96)):
         out = classifier(arch, 3).train()(torch.randn(2, 3, side, side))
         assert isinstance(out, torch.Tensor) and out.shape == (2, 3)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
-import cli
+from dividemix_run import checkpoints
+from dividemix_run import cli
 import dataloader_clothing1M as cl
 import dataloader_webvision as wv
 import dividemix
@@ -72,7 +72,7 @@ def finished(finished_once, tmp_path):
 LOCKER = '''
 import sys, time
 sys.path.insert(0, %r)
-from run import RunLock
+from dividemix_run.lock import RunLock
 lock = RunLock(%r).acquire()
 print('locked', flush=True)
 time.sleep(60)
@@ -356,7 +356,7 @@ def test_signals_keep_the_last_checkpoint_and_say_how_to_resume(data, tmp_path, 
 def test_signal_during_a_save_waits_for_it(data, tmp_path, capsys, monkeypatch):
     """SIGINT while the checkpoint of epoch 0 is being written: the save completes, then the run stops,
     and the message names the epoch the file holds (it once could name the epoch before)."""
-    import run as run_module
+    from dividemix_run import run as run_module
     real_save = run_module.atomic_save
 
     def save_with_a_signal(obj, path):

@@ -13,7 +13,7 @@ import dataloader_clothing1M as cl
 import dataloader_webvision as wv
 import Train_clothing1M
 import Train_webvision
-import cli
+from dividemix_run import cli
 from conftest import make_clothing1m, make_webvision
 
 

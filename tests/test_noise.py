@@ -293,7 +293,7 @@ def test_cifarn_file_that_would_run_code_is_refused(tmp_path):
 def test_cifarn_through_train_cifar(cifar10n_root, tmp_path, capsys):
     """--noise_mode worst end to end: realised rate printed and recorded, the nearest paper setting chosen."""
     import Train_cifar
-    import cli
+    from dividemix_run import cli
     ck = str(tmp_path / 'ck')
     cli.run_main(Train_cifar.main, [
         '--data_path', cifar10n_root, '--noise_mode', 'worst', '--cifarn_file', cifarn_file('CIFAR-10_human.pt'),

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-import cli
-import runtime
+from dividemix_run import cli
+from dividemix_run import runtime
 import Train_cifar
 from PreResNet import ResNet18
 
@@ -216,7 +216,7 @@ def test_an_op_without_a_deterministic_kernel_exits_2_naming_it(capsys):
 def test_deterministic_pools_compute_what_adaptive_average_pooling_computes():
     """--deterministic on CUDA swaps torchvision's AdaptiveAvgPool2d(1) (its CUDA backward has no
     deterministic kernel) for a mean over H and W: the same network function."""
-    from pretrained import classifier
+    from dividemix_run.pretrained import classifier
     torch.manual_seed(0)
     net = classifier('resnet18', 5).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -243,7 +243,7 @@ def test_only_the_run_device_cuda_state_is_saved_and_any_saved_list_restores(mon
     every visible device, which opens a context on each); a checkpoint of an older version holds one
     state per device then visible, and a resume with fewer visible devices restores the right one
     instead of failing with IndexError."""
-    import checkpoints
+    from dividemix_run import checkpoints
     assert checkpoints.rng_state()['cuda'] == []  # no CUDA in use in this process: nothing to save
     states = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
     assert checkpoints.cuda_state_to_restore(states, 3) is states[3]
@@ -262,11 +262,9 @@ def test_only_the_run_device_cuda_state_is_saved_and_any_saved_list_restores(mon
 
 
 def resume_check(device, ckpt):
-    """Run._check_device for a run on `device` (the rest of Run not needed)."""
-    import run as run_module
-    fake = type('R', (), {'runtime': type('T', (), {'device': torch.device(device)})(), 'device_note': None})()
-    run_module.Run._check_device(fake, ckpt, 'x_checkpoint.pth.tar')
-    return fake.device_note
+    """resume.check_device for a run on `device`: its note, or the refusal."""
+    from dividemix_run import resume
+    return resume.check_device(ckpt, 'x_checkpoint.pth.tar', device)
 
 
 def test_a_device_pipeline_checkpoint_resumes_only_on_its_kind_of_device():

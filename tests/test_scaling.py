@@ -2,11 +2,12 @@
 measured sync-BN arithmetic being BatchNorm's for one process."""
 import json
 import math
+import os
 
 import pytest
 import torch
 
-import distributed
+from dividemix_run import distributed
 import gpu_check
 import scaling
 
@@ -69,7 +70,7 @@ def test_smoke_run_on_the_cpu(tmp_path):
     (['--steps', '0'], '--steps 0 is outside [1, inf)'),
 ])
 def test_bad_input_exit_2(args, message, capsys):
-    from cli import run_main
+    from dividemix_run.cli import run_main
     with pytest.raises(SystemExit) as e:
         # as `python scaling.py ARGS` runs it (--smoke: were a check missing, the run would end in seconds)
         run_main(scaling.main, args + ['--smoke', '--dataset', 'cifar10'])
@@ -107,6 +108,6 @@ def test_gpu_check_scaling_parts_parse():
         parts = [p for p in gpu_check.speed_parts(args, data, '/tmp/work') if p.name.startswith('scaling_')]
         assert [p.name for p in parts] == ['scaling_cifar10', 'scaling_clothing1m', 'scaling_webvision']
         for part in parts:
-            assert part.argv[0] == 'scaling.py'
+            assert part.argv[0] == os.path.join('tools', 'scaling.py')
             parsed, spec, worlds = scaling.parse_args(part.argv[1:])
             assert parsed.device == ('cpu' if smoke else 'cuda') and worlds == ([1, 2] if smoke else [1, 2, 4, 8])

@@ -8,6 +8,7 @@ import sys
 
 from conftest import ROOT
 
+SOURCE = {'device_data.py': os.path.join('dividemix_run', 'device_data.py')}  # where a file lives, if not the root
 SMOKE = {
     'PreResNet.py': '''
 import torch
@@ -158,7 +159,7 @@ def test_files_work_when_copied_alone(tmp_path):
     for filename in sorted(SMOKE):
         folder = tmp_path / filename
         folder.mkdir()
-        shutil.copy(os.path.join(ROOT, filename), str(folder / filename))
+        shutil.copy(os.path.join(ROOT, SOURCE.get(filename, filename)), str(folder / filename))
         (folder / 'smoke.py').write_text(SMOKE[filename])
         folders.append(str(folder))
     (tmp_path / 'driver').mkdir()

@@ -10,7 +10,7 @@ import draw_framework
 import paper_runs
 import plots
 import results
-import cli
+from dividemix_run import cli
 import Train_cifar
 from conftest import FASHION_DIR, make_fashion
 

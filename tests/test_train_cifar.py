@@ -14,8 +14,8 @@ import torch
 
 import Train_cifar
 import dividemix
-import checkpoints
-import cli
+from dividemix_run import checkpoints
+from dividemix_run import cli
 from conftest import ROOT, make_cifar10
 
 ACC_LINE = re.compile(r'^Epoch:\d+   Accuracy:\d+\.\d\d$')

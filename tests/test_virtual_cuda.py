@@ -95,7 +95,7 @@ def cifar_run(root, tmp, extra):
 @pytest.mark.parametrize('precision, channels_last, pipeline', [
     ('fp32', False, 'device'), ('bf16', False, 'device'), ('fp32', True, 'device'), ('bf16', True, 'reference')])
 def test_cifar_steps_on_cuda(cifar_root, tmp_path, precision, channels_last, pipeline):
-    import runtime
+    from dividemix_run import runtime
     script, s, data = cifar_run(cifar_root, tmp_path, ['--pipeline', pipeline, '--noise_mode', 'asym', '--r', '0.4'])
     with VirtualCuda() as vc:
         rt = runtime.Runtime('cuda', precision=precision, channels_last=channels_last)
@@ -119,10 +119,10 @@ def test_cifar_steps_on_cuda(cifar_root, tmp_path, precision, channels_last, pip
 
 def test_clothing1m_steps_on_cuda(tmp_path):
     """ResNet-50 (Train_clothing1M's model) on ClothingSource's class-balanced samples."""
-    import runtime
+    from dividemix_run import runtime
     import Train_clothing1M
     import dataloader_clothing1M
-    from data_sources import ClothingSource
+    from dividemix_run.data_sources import ClothingSource
     root = str(tmp_path / 'Clothing1M')
     make_clothing1m(root, per_class=1, n_val=2, n_test=2)
     s = Train_clothing1M.build_parser().parse_args(['--data_path', root, '--batch_size', '2'])
@@ -142,9 +142,9 @@ def test_clothing1m_steps_on_cuda(tmp_path):
 
 def test_webvision_steps_on_cuda(tmp_path):
     """InceptionResNetV2 (299 px) on WebVision's loaders, tested top-1/top-5 on both clean splits."""
-    import runtime
+    from dividemix_run import runtime
     import dataloader_webvision
-    from data_sources import LoaderSource
+    from dividemix_run.data_sources import LoaderSource
     from InceptionResNetV2 import InceptionResNetV2
     root = str(tmp_path / 'webvision') + os.sep
     make_webvision(root, num_class=2, per_class=3, n_val=1, n_imagenet=1)
@@ -167,7 +167,7 @@ def test_webvision_steps_on_cuda(tmp_path):
 def test_folder_steps_on_cuda(tmp_path, sizes, extra):
     """Train_folder's two regimes: small images on the device (PreResNet-18), large ones through
     DataLoaders into a torchvision model."""
-    import runtime
+    from dividemix_run import runtime
     import Train_folder
     import dataloader_folder
     root = str(tmp_path / 'data')
@@ -192,7 +192,7 @@ def test_folder_steps_on_cuda(tmp_path, sizes, extra):
 def test_global_batchnorm_makes_no_host_sync(monkeypatch):
     """torchrun's BatchNorm over the global batch: forward and backward ask nothing of the host (no
     sync, no copy from it); the all-reduce is stood in for by this process's own statistics."""
-    import distributed
+    from dividemix_run import distributed
     with VirtualCuda() as vc:
         with torch.device('cuda'):
             bn = distributed._convert(torch.nn.BatchNorm2d(4))
@@ -206,7 +206,7 @@ def test_global_batchnorm_makes_no_host_sync(monkeypatch):
 
 def test_a_cpu_tensor_in_a_step_fails_the_check(cifar_root, tmp_path, monkeypatch):
     """The check can fail: the uniform prior of the training loss built on the CPU (a one-line slip)."""
-    import runtime
+    from dividemix_run import runtime
     script, s, data = cifar_run(cifar_root, tmp_path, [])
 
     def penalty_with_a_cpu_prior(logits, num_class):

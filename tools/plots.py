@@ -15,9 +15,11 @@ import argparse
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
 import numpy as np
 
-from logs import number  # null (NaN in earlier logs) -> NaN
+from dividemix_run.logs import number  # null (NaN in earlier logs) -> NaN
 from results import by_epoch, read_jsonl, read_lines, warn
 
 COLORS = {'clean': '#2a7ab9', 'noisy': '#e4572e', 'net1': '#2a7ab9', 'net2': '#e4572e'}
@@ -204,6 +206,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from logs import quiet_streams
+    from dividemix_run.logs import quiet_streams
     with quiet_streams():
         main()

@@ -10,7 +10,11 @@ Train_cifar.py picks for these cells) and everything else at the reference's def
 """
 import argparse
 
-import paper
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
+from dividemix_run import paper
 
 
 def commands(cifar10, cifar100, seed=None, extra=''):

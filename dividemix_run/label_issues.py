@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 import dividemix as dm
-from checkpoints import forked_rng
+from . import distributed
+from .checkpoints import forked_rng
 
 COLUMNS = ('rank', 'index', 'path', 'given_label', 'given_class', 'clean_prob_net1', 'clean_prob_net2',
            'clean_prob_mean', 'predicted_label', 'predicted_class', 'predicted_prob', 'flagged')
@@ -40,10 +41,9 @@ def ensemble_predictions(nets, batches, autocast):
         probs.append(best.cpu())
         order.append(index.cpu())
     order, labels, probs = torch.cat(order), torch.cat(labels), torch.cat(probs)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and \
-            torch.distributed.get_world_size() > 1:  # every rank predicted its shard
+    if distributed.world_size() > 1:  # every rank predicted its shard
         device = next(nets[0].parameters()).device
-        order, labels, probs = (t.cpu() for t in dm.all_gather_rows(order.to(device), labels.to(device),
+        order, labels, probs = (t.cpu() for t in distributed.all_gather_rows(order.to(device), labels.to(device),
                                                                      probs.to(device)))
     out_label, out_prob = torch.empty(len(order), dtype=torch.long), torch.empty(len(order))
     out_label[order], out_prob[order] = labels, probs

@@ -28,8 +28,10 @@ import statistics
 import sys
 import warnings
 
-import paper
-from logs import number
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
+from dividemix_run import paper
+from dividemix_run.logs import number
 
 CIFAR_ACC = re.compile(r'^Epoch:(\d+)   Accuracy:([\d.]+)$')
 WEB_ACC = re.compile(r'^Epoch:(\d+) \t WebVision Acc: ([\d.]+)% \(([\d.]+)%\) \t ImageNet Acc: ([\d.]+)% \(([\d.]+)%\)$')
@@ -305,7 +307,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from logs import quiet_streams
+    from dividemix_run.logs import quiet_streams
     with quiet_streams():  # `python results.py | head` ends quietly
         code = main()
     sys.exit(code)

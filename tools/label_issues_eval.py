@@ -19,17 +19,20 @@ import os
 import random
 import time
 
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
 import numpy as np
 import torch
 
 import dataloader_cifar
 import dataloader_folder
 import dividemix as dm
-import logs
+from dividemix_run import logs
 import Train_folder
-from checkpoints import seed_everything
-from cli import UsageError, run_main
-from data_sources import DeviceSource
+from dividemix_run.checkpoints import seed_everything
+from dividemix_run.cli import UsageError, run_main
+from dividemix_run.data_sources import DeviceSource
 from SmallCNN import SmallCNN
 
 CLASSES = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot')

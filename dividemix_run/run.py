@@ -13,80 +13,25 @@ changes, owns the nets, optimizers, loss histories and logs, and writes after ev
 a checkpoint from which the run continues exactly (bit for bit on the CPU, and on CUDA with
 --deterministic; runtime.py says why only there).
 """
-import json
 import os
-import signal
-import socket
 import sys
-import threading
 import time
 
 import numpy as np
 import torch
 import torch.optim as optim
+from sklearn.metrics import roc_auc_score
 
-import distributed
 import dividemix as dm
-from checkpoints import (FORMAT, atomic_save, forked_rng, load_checkpoint, remove_stale_temporaries, rng_state,
-                         seed_everything, set_rng_state)
-from cli import Interrupted, UsageError, print_settings
-from data_sources import generator_device
-import logs
-from logs import NullLog, RunLog, progress_bars
-
-# Settings that may change between a run and its resumption: they do not alter the numbers.
-RESUME_FREE = ('resume', 'overwrite', 'num_workers', 'gpuid', 'log_every', 'num_epochs', 'checkpoint_dir',
-               'data_path', 'cifarn_file', 'noise_file', 'pretrained_path', 'device', 'tensorboard',
-               'accept_noise_file', 'offline', 'report_only', 'report_every', 'max_image_pixels')
-# Settings added after checkpoints were written without them, with the value those runs had.
-ADDED_SETTINGS = {'deterministic': False, 'min_train_rows': 1, 'max_image_pixels': None}
-
-
-# What the longest file name a run writes adds to its name: the checkpoint's temporary file
-# ('.' + name + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp', checkpoints.atomic_save)
-LONGEST_SUFFIX = len('.' + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp')
-
-
-def check_file_names(stem, settings):
-    """The run's file names fit the file system (at most NAME_MAX bytes each, 255 on most): refused up front,
-    naming the --id length that fits, instead of failing when epoch 0's checkpoint is saved."""
-    folder, name = os.path.split(os.path.abspath(stem))
-    try:
-        limit = os.pathconf(folder, 'PC_NAME_MAX')
-    except (OSError, ValueError, AttributeError):
-        limit = 255
-    longest = len(name.encode()) + LONGEST_SUFFIX
-    if longest > limit:
-        run_id = settings.get('id') or ''
-        fits = len(run_id.encode()) - (longest - limit)
-        raise UsageError('the run name %s... (%d bytes) makes file names of up to %d bytes (its checkpoint\'s '
-                         'temporary file), over the %d this file system allows in %s: %s'
-                         % (name[:40], len(name.encode()), longest, limit, folder,
-                            'pass an --id of at most %d characters' % fits if fits > 0 else 'pass a shorter --id'))
-
-
-def check_writable_folder(path, flag):
-    """Create path (a folder) if needed and prove it takes files, naming the flag when it cannot."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        import tempfile
-        with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
-            pass
-    except OSError as e:
-        raise UsageError('%s: cannot write to the folder %s (%s): pass a folder the run can write, or leave the '
-                         'flag out' % (flag, path, e.strerror or e)) from None
-
-
-def compare_settings(saved, current, ignore=()):
-    """Names of run-defining settings whose values differ, as 'name: saved -> current'."""
-    diffs = []
-    saved, current = dict(ADDED_SETTINGS, **saved), dict(ADDED_SETTINGS, **current)  # absent: the old value
-    for key in sorted(set(saved) | set(current)):
-        if key in ignore:
-            continue
-        if saved.get(key) != current.get(key):
-            diffs.append('--%s: %r in the checkpoint, %r now' % (key, saved.get(key), current.get(key)))
-    return diffs
+from . import distributed
+from .checkpoints import (FORMAT, atomic_save, forked_rng, remove_stale_temporaries, rng_state, seed_everything,
+                          set_rng_state)
+from .cli import UsageError, check_file_names, check_writable_folder, print_settings
+from . import logs
+from .lock import RunLock
+from .logs import NullLog, RunLog, progress_bars
+from .resume import checkpoint_to_resume
+from .signals import StopOnSignal
 
 
 def algorithm_config(s, **script_specific):
@@ -96,6 +41,19 @@ def algorithm_config(s, **script_specific):
                      **script_specific)
 
 
+def division_stats(prob, pred, clean):
+    """How good a division is, against the truly clean samples (clean: bool (N,)).
+    labeled: size of the labeled set; auc: ROC AUC of prob for 'clean' (NaN if only one
+    class exists); precision: clean fraction of the labeled set; recall: fraction of the
+    clean samples that are labeled."""
+    prob, pred, clean = np.asarray(prob, np.float64), np.asarray(pred, bool), np.asarray(clean, bool)
+    auc = float(roc_auc_score(clean, prob)) if clean.any() and not clean.all() else float('nan')
+    n_labeled = int(pred.sum())
+    precision = float(clean[pred].mean()) if n_labeled else float('nan')
+    recall = float(pred[clean].mean()) if clean.any() else float('nan')
+    return {'labeled': n_labeled, 'auc': auc, 'precision': precision, 'recall': recall}
+
+
 def summarize(accs):
     """best, last and mean of the last 10 epochs' accuracy (%)."""
     if not accs:
@@ -103,60 +61,11 @@ def summarize(accs):
     return {'best': max(accs), 'last': accs[-1], 'mean_last10': float(np.mean(accs[-10:])), 'epochs': len(accs)}
 
 
-class RunLock(object):
-    """One run per run name at a time: an exclusive flock on <stem>.lock, held for the run's life.
-    The kernel drops it when the holder dies, however it dies, so a lock left by a killed run is
-    stale and taken over; the file names the holder (pid, host) for the refusal's message.
-    (flock is local: on a network file system shared by several hosts, give runs distinct --id.)"""
-
-    def __init__(self, path):
-        self.path, self.fd = path, None
-
-    def acquire(self):
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            return self
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 4096).decode(errors='replace').strip()
-                os.close(fd)
-                try:
-                    holder = 'pid %(pid)s on host %(host)s, started %(started)s' % json.loads(holder)
-                except (ValueError, KeyError, TypeError):
-                    holder = 'holder unknown'
-                raise UsageError('another run with this name is running (%s): %s is locked. Wait for it to end, or '
-                                 'give this run another --id or --checkpoint_dir' % (holder, self.path)) from None
-            try:  # still the file at self.path? (a run that just ended removes it; then lock the new one)
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
-                                 'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
-        self.fd = fd
-        return self
-
-    def release(self):
-        if self.fd is not None:
-            try:
-                os.remove(self.path)  # removed while still held: a waiting run re-opens and locks the new file
-            except FileNotFoundError:
-                pass
-            os.close(self.fd)
-            self.fd = None
-
-
 class Run(object):
     """One training run of two networks; a context manager (`with Run(...) as run:`) that holds the
-    run's lock, turns SIGTERM/SIGINT into Interrupted, and on the way out says which checkpoint is
-    left (for the exit message) and releases everything.
+    run's lock (lock.py), stops in order on SIGTERM/SIGINT (signals.py), and on the way out says which
+    checkpoint is left (for the exit message) and releases everything. Whether and from what it
+    resumes is resume.py's.
 
     script: the script's name (recorded in the checkpoint; a checkpoint of another script is
     refused). settings: cli.Settings. stem: output path without suffix. log_files: name ->
@@ -172,8 +81,9 @@ class Run(object):
         self.label_digest = label_digest
         self.ckpt_path = stem + '_checkpoint.pth.tar'
         self.epoch = self.saved_epoch = self.log = self.device_note = None
-        self._saving, self._pending = False, None  # a signal during a save waits for its end (end_epoch)
+        self.signals = StopOnSignal()  # a signal during a save waits for its end (end_epoch)
         self.world = distributed.init(runtime.device)  # torchrun: join the process group (after the checks)
+        distributed.use_processes()  # dividemix.py's steps for one process, or for several
         self.main = distributed.is_main()
         if settings.batch_size % self.world:
             raise UsageError('--batch_size %d is the global batch and must split evenly over the %d processes: '
@@ -198,7 +108,8 @@ class Run(object):
         try:
             if self.main:
                 remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
-            self.ckpt = self._checkpoint_to_resume(read_only)
+            self.ckpt, self.resumed_from, self.device_note = checkpoint_to_resume(
+                script, settings, self.ckpt_path, label_digest, self.world, runtime.device.type, read_only)
             start_epoch = self.ckpt['epoch'] + 1 if self.ckpt is not None else 0
             if self.ckpt is not None:
                 self.saved_epoch = self.ckpt['epoch']
@@ -232,20 +143,11 @@ class Run(object):
                           f, indent=1, sort_keys=True)
 
     def __enter__(self):
-        self._handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            def interrupt(signum, frame):
-                if self._saving:  # let the checkpoint and saved_epoch agree; raised right after (end_epoch)
-                    self._pending = signum
-                    return
-                raise Interrupted(signum)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._handlers[signum] = signal.signal(signum, interrupt)
+        self.signals.__enter__()
         return self
 
     def __exit__(self, etype, e, tb):
-        for signum, handler in self._handlers.items():
-            signal.signal(signum, handler)
+        self.signals.__exit__(etype, e, tb)
         if e is not None:  # what the exit message tells (cli.run_main)
             e.checkpoint = self.ckpt_path if self.saved_epoch is not None else None
             e.saved_epoch = self.saved_epoch
@@ -257,73 +159,6 @@ class Run(object):
         if e is None:
             distributed.shutdown()
         return False
-
-    # ------------------------------------------------------------------ resume or start afresh
-
-    def _checkpoint_to_resume(self, read_only=False):
-        """The checkpoint to continue from, or None for a fresh start; refuses (UsageError) to resume
-        across different settings or noisy labels, or with nothing left to train, and to replace a run
-        that has a checkpoint."""
-        s = self.s
-        if s.resume is None:
-            if os.path.exists(self.ckpt_path) and not s.overwrite:
-                raise UsageError('%s already holds a checkpoint of this run: pass --resume to continue it, or '
-                                 '--overwrite to start over (its logs will be replaced), or choose another --id / '
-                                 '--checkpoint_dir' % self.ckpt_path)
-            return None
-        path = self.ckpt_path if s.resume == 'auto' else s.resume
-        ckpt = load_checkpoint(path)
-        if ckpt.get('script', self.script) != self.script:
-            raise UsageError('cannot resume from %s: it is a checkpoint of %s.py, not of %s.py'
-                             % (path, ckpt['script'], self.script))
-        if ckpt.get('format', 1) == 1 and self.script != 'Train_cifar':
-            raise UsageError('cannot resume from %s: it was written by an earlier version of %s.py, which made each '
-                             'division at the end of the epoch before it and saved it with the checkpoint; this '
-                             'version makes it at the start of the epoch, so the run cannot continue exactly. Finish '
-                             'it with the version that started it, or start a new run' % (path, self.script))
-        if ckpt.get('world_size', 1) != self.world:
-            raise UsageError('cannot resume from %s: it was written by a run of %d process(es), this one has %d; the '
-                             'random streams of each process are in the checkpoint, so resume with --nproc_per_node '
-                             '%d (or start a new run)' % (path, ckpt.get('world_size', 1), self.world,
-                                                          ckpt.get('world_size', 1)))
-        free = RESUME_FREE + (('warm_up',) if s.get('method') == 'ce' else ())  # no warm-up in a CE-only run
-        diffs = compare_settings(ckpt['settings'], s.as_dict(), ignore=free)
-        if diffs:
-            raise UsageError('cannot resume from %s: the settings differ (%s). Resume with the checkpoint\'s '
-                             'settings, or start a new run' % (path, '; '.join(diffs)))
-        self._check_device(ckpt, path)
-        if not read_only and ckpt['epoch'] > s.num_epochs:
-            raise UsageError('nothing to train: %s holds the run after epoch %d, and --num_epochs %d asks for epochs '
-                             '0..%d. Pass --num_epochs %d or more to continue it%s'
-                             % (path, ckpt['epoch'], s.num_epochs, s.num_epochs, ckpt['epoch'] + 1,
-                                ' (or --report_only for the label report of its nets)' if 'report_only' in s.as_dict()
-                                else ''))
-        if ckpt.get('label_digest') != self.label_digest:
-            raise UsageError('cannot resume from %s: the noisy labels differ from the ones it was trained on '
-                             '(another noise file or data folder?). Use the same --data_path/--noise_file, or '
-                             'start a new run' % path)
-        self.resumed_from = path
-        return ckpt
-
-    def _check_device(self, ckpt, path):
-        """A run whose data pipeline draws from its own generator on the device (the device pipeline)
-        continues only on that kind of device: refused otherwise, naming the --device to use. Other
-        pipelines draw from the global streams, which continue anywhere; a note says that the
-        continuation is then statistical (another device computes other bits)."""
-        here = self.runtime.device.type
-        states = [r['source'] for r in ckpt['rank_states']] if 'rank_states' in ckpt else [ckpt.get('source', {})]
-        generator = generator_device(states[0])
-        if generator is not None and generator != here:
-            raise UsageError('cannot resume from %s on the %s: the run trained on %s, and its data pipeline draws '
-                             'crops, flips and shuffles from a %s random generator, which the %s cannot continue. '
-                             'Resume with --device %s%s, or start a new run'
-                             % (path, here.upper(), generator.upper(), generator.upper(), here.upper(), generator,
-                                ' on a machine with a GPU' if generator == 'cuda' else ''))
-        saved = ckpt.get('device_type', generator)
-        if saved is not None and saved != here:
-            self.device_note = ('the run trained on %s and resumes on %s: it continues the same random streams, but '
-                                'the two compute other bits, so it is not the bit-for-bit continuation'
-                                % (saved.upper(), here.upper()))
 
     @property
     def fresh(self):
@@ -441,7 +276,7 @@ class Run(object):
             return []
         if self.clean is None:
             return [{'labeled': d.num_labeled} for d in divisions]
-        return [dm.division_stats(d.prob, d.pred, self.clean) for d in divisions]
+        return [division_stats(d.prob, d.pred, self.clean) for d in divisions]
 
     @staticmethod
     def _warn_if_empty(epoch, division, k):
@@ -489,15 +324,10 @@ class Run(object):
                 ckpt['net%d' % (k + 1)] = self.nets[k].state_dict()
                 ckpt['optimizer%d' % (k + 1)] = self.optimizers[k].state_dict()
             ckpt.update(state)
-        self._saving = True  # SIGTERM/SIGINT wait until the file and saved_epoch (the exit message) agree
-        try:
+        with self.signals.saving():  # SIGTERM/SIGINT wait until the file and saved_epoch (the exit message) agree
             if self.main:
                 atomic_save(ckpt, self.ckpt_path)
             self.saved_epoch = epoch
-        finally:
-            self._saving = False
-        if self._pending is not None:
-            raise Interrupted(self._pending)
         distributed.barrier()  # no process starts the next epoch before this checkpoint is on disk
 
     def save_nets(self, paths=None):

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from cli import UsageError
+from .cli import UsageError
 
 
 UNSUPPORTED = {'squeezenet1_0': 'it has no Linear classifier layer to replace (its head is a convolution)',

@@ -22,18 +22,22 @@ compilation), so the timings are steady-state.
 import argparse
 import time
 
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
 import numpy as np
 import torch
 import torch.optim as optim
 
 import dataloader_cifar as dataloader
 import dividemix as dm
-import logs
-from checkpoints import seed_everything
-from cli import run_main
-from data_sources import DeviceSource, LoaderSource
+from dividemix_run import logs
+from dividemix_run.checkpoints import seed_everything
+from dividemix_run.cli import run_main
+from dividemix_run.data_sources import DeviceSource, LoaderSource
 from PreResNet import ResNet18
-from runtime import Runtime
+from dividemix_run.runtime import Runtime
 
 CONFIGS = {
     'reference': dict(pipeline='reference', precision='fp32', channels_last=False, compile=False),

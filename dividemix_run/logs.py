@@ -49,7 +49,7 @@ class RunLog(object):
     """
 
     def __init__(self, files, offsets=None, tensorboard=None, start_epoch=0):
-        from cli import UsageError  # here: results.py and plots.py import this module without torch
+        from .cli import UsageError  # here: results.py and plots.py import this module without torch
         self.board = None
         self.last_epoch = start_epoch - 1
         if tensorboard is not None:  # first: a writer that fails leaves the logs as they were
@@ -233,7 +233,7 @@ class Progress(object):
 def progress_bars(prefix, every=10):
     """The algorithm's progress hook: progress(what, total) -> a context manager giving
     on_step, with a bar titled '<prefix> <what>' (e.g. 'cifar10:0.5-sym | Epoch 3 train net1')."""
-    import distributed
+    from . import distributed
     if not distributed.is_main():  # under torchrun only rank 0 shows progress
         return None
 

@@ -11,8 +11,12 @@ import datetime
 import os
 import sys
 
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+
+import dividemix as dm
 
 
 def launched():
@@ -201,6 +205,140 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out.to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------
+# Algorithm 1's steps on a global batch split over the processes (dividemix.py's seam)
+# ----------------------------------------------------------------------------------
+
+def _all_reduce(t, op=None):
+    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t
+
+
+_HOST_GROUP = []
+
+
+def _row_counts(n, world):
+    """Every rank's row count, as Python ints, exchanged over a CPU (gloo) group: the counts are host
+    numbers, and gathering them through NCCL would make the host wait for the device (a sync) before
+    the rows can be cut. Without gloo, through the default group."""
+    group = None
+    if dist.get_backend() != 'gloo' and dist.is_gloo_available():
+        if not _HOST_GROUP:  # created by every rank at the same call: all gathers run in the same order
+            _HOST_GROUP.append(dist.new_group(backend='gloo'))
+        group = _HOST_GROUP[0]
+    device = 'cpu' if group is not None or dist.get_backend() == 'gloo' else 'cuda'
+    t = torch.tensor([n], device=device)
+    counts = [torch.zeros_like(t) for _ in range(world)]
+    dist.all_gather(counts, t, group=group)
+    return [int(c) for c in counts]
+
+
+def all_gather_rows(*tensors):
+    """Under a process group: each tensor (n_r, ...) on rank r -> the rows of every rank, concatenated
+    in rank order, on every rank (n_r may differ between ranks)."""
+    world = world_size()
+    sizes = _row_counts(tensors[0].size(0), world)
+    out = []
+    for t in tensors:
+        padded = t.new_zeros((max(sizes),) + tuple(t.shape[1:]))
+        padded[:t.size(0)] = t
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        out.append(torch.cat([part[:size] for part, size in zip(parts, sizes)]))
+    return out
+
+
+class ManyProcesses(dm.OneProcess):
+    """dividemix.py's steps for a global batch split over the processes, each rank holding its contiguous
+    part of every batch (the data sources give rank r the r-th part): every step computes what the single
+    process computes on the whole batch. Warm-up and training losses are scaled so that DDP's gradient
+    average is the gradient of the global loss; the MixUp of a training step mixes the global batch
+    (every rank draws the same l and permutation and gathers the rows) and each rank forwards its part of
+    the mixed rows, with GlobalBatchNorm's statistics of the reference's one forward; co-divide gathers
+    the per-sample losses (each sample once), every rank fits the GMM and rank 0's posteriors are
+    broadcast; the test sums every rank's counts. Plugged in with dividemix.use_processes()."""
+
+    def warmup_loss(self, outputs, labels, conf_penalty):
+        """(the global batch's mean CE for the record, this rank's loss for backward): the sums of this
+        rank's rows over the global row count, times world so that DDP's average is the global mean."""
+        world = world_size()
+        probs = torch.softmax(outputs, dim=1)
+        ce_sum = F.cross_entropy(outputs, labels, reduction='sum')
+        neg_sum = torch.sum(probs.log() * probs) if conf_penalty else torch.zeros((), device=outputs.device)
+        # the row count from a host number by a fill, not a copy from the host (which would wait for the device)
+        totals = _all_reduce(torch.stack([ce_sum.detach(), neg_sum.detach(),
+                                          outputs.new_full((), float(outputs.size(0)))]))
+        count = totals[2]
+        return totals[0] / count, world * (ce_sum + neg_sum) / count
+
+    def train_loss(self, net, cfg, l, randperm, labeled, unlabeled, current, autocast):
+        """One training step of the global batch from this rank's part of it. Returns (this rank's loss for
+        backward, global Lx, global Lu, lambda, the global loss): DDP's average of the ranks' gradients is
+        the global loss's gradient, the uniform-prior penalty's through a differentiable all-reduce of the
+        mean prediction."""
+        rank, world = dist.get_rank(), dist.get_world_size()
+        X, X2, TX = all_gather_rows(*labeled)
+        if unlabeled is not None:
+            U, U2, TU = all_gather_rows(*unlabeled)
+            all_inputs, all_targets = torch.cat([X, X2, U, U2]), torch.cat([TX, TX, TU, TU])
+        else:
+            all_inputs, all_targets = torch.cat([X, X2]), torch.cat([TX, TX])
+        n_lab = 2 * X.size(0)
+        idx = randperm(all_inputs.size(0), device=all_inputs.device)
+        mixed_input, mixed_target = dm.mixmatch(all_inputs, all_targets, l, idx, None if cfg.mix_unlabeled else n_lab)
+        n_all = mixed_input.size(0)
+        n_unl = n_all - n_lab if (cfg.mix_unlabeled and unlabeled is not None) else 0
+        lab, unl = part(n_lab, rank, world), part(n_unl, rank, world)
+        rows = torch.cat([torch.arange(lab.start, lab.stop), n_lab + torch.arange(unl.start, unl.stop)])
+        rows = rows.to(mixed_input.device)
+        with autocast():
+            logits = net(mixed_input[rows])
+        logits = logits.float()
+        k = lab.stop - lab.start
+        targets = mixed_target[rows]
+        lx_sum = -torch.sum(F.log_softmax(logits[:k], dim=1) * targets[:k])
+        lu_sum = (torch.sum((torch.softmax(logits[k:], dim=1) - targets[k:]) ** 2) if n_unl
+                  else torch.zeros((), device=logits.device))
+        import torch.distributed.nn.functional as dist_fn  # differentiable collectives
+        pred_mean = dist_fn.all_reduce(torch.softmax(logits, dim=1).sum(0)) / n_all
+        prior = torch.ones(cfg.num_class, device=logits.device) / cfg.num_class
+        penalty = torch.sum(prior * torch.log(prior / pred_mean))
+        lamb = dm.linear_rampup(current, cfg.warm_up, cfg.lambda_u, cfg.rampup_length)
+        totals = _all_reduce(torch.stack([lx_sum.detach(), lu_sum.detach()]))
+        Lx = totals[0] / n_lab
+        Lu = totals[1] / (n_unl * cfg.num_class) if n_unl else torch.zeros((), device=logits.device)
+        local = lx_sum / n_lab + (lamb * lu_sum / (n_unl * cfg.num_class) if n_unl else 0.0)
+        return world * local + penalty, Lx, Lu, lamb, Lx + lamb * Lu + penalty.detach()
+
+    def losses_at(self, indices, losses, device):
+        """Every rank's shard of the per-sample losses, gathered: each sample once (the sources give every
+        index to one rank)."""
+        index = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long, device=device)
+        values = torch.cat(losses) if losses else torch.zeros(0, device=device)
+        return all_gather_rows(index.to(device), values.to(device))
+
+    def share(self, prob, device):
+        """Rank 0's posteriors on every rank: every rank fits (an unseeded GMM draws from numpy's global
+        stream, which must stay in step everywhere), but scikit-learn on two hosts need not give the same
+        bits. Contiguous: prob is a column of predict_proba's (N, 2) array, and a strided tensor would be
+        sent as its first N storage elements."""
+        t = torch.as_tensor(np.ascontiguousarray(prob), dtype=torch.float64, device=device)
+        dist.broadcast(t, 0)
+        return t.cpu().numpy()
+
+    def test_counts(self, correct, total, finite, device):
+        """Every rank tested its shard of the split: the counts summed, finite everywhere."""
+        total = int(_all_reduce(torch.tensor([total], device=device)).item())
+        _all_reduce(correct)
+        finite = _all_reduce(torch.as_tensor(finite, device=device).to(torch.int64).view(1), dist.ReduceOp.MIN).bool()
+        return correct, total, finite
+
+
+def use_processes():
+    """Plug the multi-process steps into dividemix.py when several processes run (else the single process's)."""
+    dm.use_processes(ManyProcesses() if world_size() > 1 else dm.OneProcess())
 
 
 def convert_bn(net, sync_bn=True):

@@ -8,6 +8,7 @@ the data for the other net). Right: one training step of net A on net B's split
 """
 import argparse
 import os
+import sys
 
 BLUE, ORANGE, GREY, GREEN = '#2a7ab9', '#e4572e', '#5d6d7e', '#2e8b57'
 LIGHT = {BLUE: '#dcebf7', ORANGE: '#fbe2da', GREY: '#eceff1', GREEN: '#dff0e6'}

@@ -42,7 +42,7 @@ def _kept(e):
 def _stderr():
     """Where the expected failures are reported: stderr, but only by rank 0 under torchrun (the other
     ranks exit with the same status, quietly; unexpected tracebacks still show on every rank)."""
-    import distributed
+    from . import distributed
     return sys.stderr if distributed.env_rank() == 0 else open(os.devnull, 'w')
 
 
@@ -71,7 +71,7 @@ def run_main(main, argv=None, data_errors=()):
     (from the first moment: a signal while the data loads or a resume starts up says what is on disk).
     stdout and stderr go quiet instead of failing when they are closed or their reader went away
     (`>&-`, `| head`): the run's files are its output."""
-    from logs import quiet_streams
+    from .logs import quiet_streams
     import threading
     handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -325,6 +325,40 @@ def check_tensorboard():
         raise UsageError('--tensorboard needs the tensorboard package, which is not installed (%s): '
                          'pip install tensorboard, or leave out --tensorboard' % str(e).splitlines()[0][:120]) \
             from None
+
+
+# What the longest file name a run writes adds to its name: the checkpoint's temporary file
+# ('.' + name + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp', checkpoints.atomic_save)
+LONGEST_SUFFIX = len('.' + '_checkpoint.pth.tar' + '.XXXXXXXX.tmp')
+
+
+def check_file_names(stem, settings):
+    """The run's file names fit the file system (at most NAME_MAX bytes each, 255 on most): refused up front,
+    naming the --id length that fits, instead of failing when epoch 0's checkpoint is saved."""
+    folder, name = os.path.split(os.path.abspath(stem))
+    try:
+        limit = os.pathconf(folder, 'PC_NAME_MAX')
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    longest = len(name.encode()) + LONGEST_SUFFIX
+    if longest > limit:
+        run_id = settings.get('id') or ''
+        fits = len(run_id.encode()) - (longest - limit)
+        raise UsageError('the run name %s... (%d bytes) makes file names of up to %d bytes (its checkpoint\'s '
+                         'temporary file), over the %d this file system allows in %s: %s'
+                         % (name[:40], len(name.encode()), longest, limit, folder,
+                            'pass an --id of at most %d characters' % fits if fits > 0 else 'pass a shorter --id'))
+
+
+def check_writable_folder(path, flag):
+    """Create path (a folder) if needed and prove it takes files, naming the flag when it cannot."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
+            pass
+    except OSError as e:
+        raise UsageError('%s: cannot write to the folder %s (%s): pass a folder the run can write, or leave the '
+                         'flag out' % (flag, path, e.strerror or e)) from None
 
 
 def check_output_dir(path):

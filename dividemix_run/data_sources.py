@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-import distributed
-from cli import UsageError
-from device_data import DeviceImages, stream_seed
+from . import distributed
+from .cli import UsageError
+from .device_data import DeviceImages, stream_seed
 
 
 class Batches(object):

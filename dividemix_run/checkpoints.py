@@ -16,8 +16,8 @@ import zipfile
 import numpy as np
 import torch
 
-import distributed
-from cli import SaveError, UsageError
+from . import distributed
+from .cli import SaveError, UsageError
 
 FORMAT = 2  # 1: before the redesign (Clothing1M/WebVision carried the next epoch's division)
 _UMASK = os.umask(0)

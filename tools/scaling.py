@@ -33,14 +33,17 @@ import math
 import os
 import time
 
+import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
+
 import numpy as np
 import torch
 
 import dividemix as dm
-import distributed
-import logs
-from cli import check_range, run_main
-from runtime import Runtime
+from dividemix_run import distributed
+from dividemix_run import logs
+from dividemix_run.cli import check_range, run_main
+from dividemix_run.runtime import Runtime
 
 # Per dataset: the network, input, the reference's global batch B and eval batches, what one post-warm-up
 # epoch evaluates (numbers from SPEC.md and the scripts), and the assumed labeled fraction of the
@@ -67,7 +70,7 @@ def build(model, num_class, width=None):
     if model == 'inceptionresnetv2':
         from InceptionResNetV2 import InceptionResNetV2
         return InceptionResNetV2(num_classes=num_class)
-    from pretrained import classifier
+    from dividemix_run.pretrained import classifier
     return classifier(model, num_class)
 
 

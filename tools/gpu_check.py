@@ -46,7 +46,8 @@ import tarfile
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository's root: parts run there
+sys.path.insert(0, ROOT)
 DEBIAN_FASHION = '/usr/share/datasets/fashion-mnist'
 MAX_TAR = 15 * 2 ** 20  # the machine returns files up to 16 MiB
 
@@ -160,7 +161,7 @@ def speed_parts(args, data, work):
     # --smoke: tests/test_cuda.py on the CPU (DIVIDEMIX_TEST_CUDA_DRY), its CUDA-only assertions skipped
     cuda_tests = {'DIVIDEMIX_TEST_CUDA_DRY': '1'} if smoke else {'DIVIDEMIX_TEST_CUDA': '1'}
     pytest = ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', os.path.join('tests', 'test_cuda.py')]
-    bench = ['benchmark.py'] + dev + (['--num_images', '128', '--num_test', '32', '--width', '8', '--batch_size', '16',
+    bench = [os.path.join('tools', 'benchmark.py')] + dev + (['--num_images', '128', '--num_test', '32', '--width', '8', '--batch_size', '16',
                                        '--eval_batch_size', '64', '--prime_images', '32', '--num_workers', '0']
                                       if smoke else ['--num_workers', str(args.workers)])
     # --smoke: TF32 is a CUDA setting (the CPU refuses it); the part's plumbing runs with the fp32 config
@@ -199,7 +200,7 @@ def speed_parts(args, data, work):
                                          os.path.join(work, 'pytest_compile')], dict(cuda_tests, **no_compile)),
     }
     for dataset in ('cifar10', 'clothing1m', 'webvision'):
-        argv['scaling_' + dataset] = (['scaling.py', '--dataset', dataset, '--out', os.path.join(work, 'scaling')] +
+        argv['scaling_' + dataset] = ([os.path.join('tools', 'scaling.py'), '--dataset', dataset, '--out', os.path.join(work, 'scaling')] +
                                       (['--smoke', '--worlds', '1,2'] if smoke else ['--device', 'cuda']), None)
     parts = []
     for name, _ in SPEED_PLAN:
@@ -454,7 +455,7 @@ def main(argv=None):
         with open(os.path.join(args.out, 'summary_%s.md' % args.phase), 'w') as f:
             f.write(text + '\n')
         with open(os.path.join(args.out, 'summary_%s.json' % args.phase), 'w') as f:
-            import logs  # strict JSON (no NaN)
+            from dividemix_run import logs  # strict JSON (no NaN)
             logs.dump({'environment': env, 'parts': rows, 'budget': budget, 'args': vars(args)}, f, indent=1)
         pack_logs(work, os.path.join(args.out, 'logs_%s.tar.gz' % args.phase))
         print('\n' + text, flush=True)

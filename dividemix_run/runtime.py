@@ -15,8 +15,8 @@ import os
 
 import torch
 
-import distributed
-from cli import UsageError, check_range
+from . import distributed
+from .cli import UsageError, check_range
 
 PRECISIONS = ('fp32', 'tf32', 'bf16')
 
