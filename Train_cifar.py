@@ -281,5 +281,10 @@ def save_losses(stem, epoch, divisions, clean, p_threshold):
     os.replace(path + '.tmp', path)
 
 
-if __name__ == '__main__':
+def console():
+    """The command line: `python Train_cifar.py ...` from a clone, `dividemix-cifar ...` after `pip install .`."""
     run_main(main, data_errors=(dataloader.DatasetError,))
+
+
+if __name__ == '__main__':
+    console()

@@ -128,5 +128,10 @@ def main(argv=None):
     return acc
 
 
-if __name__ == '__main__':
+def console():
+    """The command line: `python Train_clothing1M.py ...` from a clone, `dividemix-clothing1m ...` after `pip install .`."""
     run_main(main, data_errors=(dataloader.DatasetError,))
+
+
+if __name__ == '__main__':
+    console()

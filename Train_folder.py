@@ -8,7 +8,7 @@ Small images (largest side up to 64 px) train like CIFAR: uint8 on the device, P
 scratch, the paper's CIFAR settings picked by your estimate of the noise rate (--r). Larger images
 train like Clothing1M: DataLoader workers, a torchvision model from pretrained weights, the
 Clothing1M settings. At the end (and with --report_every K every K epochs) <run>_label_issues.csv
-lists every training sample, most suspicious label first (label_issues.py; README "Your own data").
+lists every training sample, most suspicious label first (dividemix_run/label_issues.py; docs/own_data.md).
 """
 import argparse
 import hashlib
@@ -44,7 +44,7 @@ def build_parser():
                        id=None, num_class=None, data_path='./data',
                        lambda_u_help='weight for unsupervised loss (default: by regime, see --r)',
                        p_threshold_help='clean probability threshold, also the report\'s flag (default: by regime)')
-    g = p.add_argument_group('your data (README "Your own data")')
+    g = p.add_argument_group('your data (docs/own_data.md)')
     g.add_argument('--r', default=0.5, type=float,
                    help='your estimate of the fraction of wrong labels (default 0.5): picks the paper\'s lambda_u '
                         'and p_threshold for small images (its CIFAR-10 row, CIFAR-100 row above 10 classes)')
@@ -314,5 +314,10 @@ def main(argv=None):
     return summary
 
 
-if __name__ == '__main__':
+def console():
+    """The command line: `python Train_folder.py ...` from a clone, `dividemix-folder ...` after `pip install .`."""
     run_main(main, data_errors=(dataloader.DatasetError,))
+
+
+if __name__ == '__main__':
+    console()

@@ -95,5 +95,10 @@ def main(argv=None):
     return summary
 
 
-if __name__ == '__main__':
+def console():
+    """The command line: `python Train_webvision.py ...` from a clone, `dividemix-webvision ...` after `pip install .`."""
     run_main(main, data_errors=(dataloader.DatasetError,))
+
+
+if __name__ == '__main__':
+    console()

@@ -51,7 +51,7 @@ def _read_list(root, name, with_label):
     if not os.path.isfile(path):
         raise DatasetError('missing %s in %s: the Clothing1M root must hold noisy_label_kv.txt, clean_label_kv.txt '
                            'and the noisy_train/clean_val/clean_test key lists of the official release '
-                           '(see README, "Clothing1M"); check --data_path' % (name, root))
+                           '(see docs/large_scale.md, "Clothing1M"); check --data_path' % (name, root))
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime)
     if key in _PARSED:

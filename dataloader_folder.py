@@ -193,7 +193,7 @@ def scan(root, ignore=()):
         layout, (classes, splits) = 'lists', _scan_lists(root)
     else:
         raise DatasetError('%s holds neither train/ (one folder per class, named after it) nor train.txt '
-                           '(lines "<relative path> <label>"): see README, "Your own data"' % root)
+                           '(lines "<relative path> <label>"): see docs/own_data.md' % root)
     paths, labels = splits['train']
     if len(paths) < 2:
         raise DatasetError('the training split of %s has %d image(s); DivideMix needs at least 2' % (root, len(paths)))

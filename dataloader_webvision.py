@@ -97,7 +97,7 @@ class imagenet_dataset(Dataset):
             folder = os.path.join(self.root, str(c))
             if not os.path.isdir(folder):
                 raise DatasetError('missing ImageNet validation folder %s: put the ILSVRC12 validation images of '
-                                   'WebVision class %d there (see README, "WebVision")' % (folder, c))
+                                   'WebVision class %d there (see docs/large_scale.md, "WebVision")' % (folder, c))
             for img in sorted(os.listdir(folder)):
                 self.val_data.append([c, os.path.join(folder, img)])
 

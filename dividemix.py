@@ -7,7 +7,7 @@ is. Names follow the paper: T (sharpening
 temperature), alpha (MixUp's Beta parameter), lambda_u (weight of the unlabeled loss),
 p_threshold (clean-probability threshold), w_x (a labeled sample's clean probability).
 
-One run, two networks (this loop runs as written; README "Using the pieces"):
+One run, two networks (README, "Using the pieces", runs this loop as written):
 
     cfg = Config(num_class=10, warm_up=10, lambda_u=25, p_threshold=0.5, batch_size=64)
     nets, optimizers = (net1, net2), (opt1, opt2)

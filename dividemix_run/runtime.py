@@ -5,7 +5,7 @@ runtime flags; the scripts build nets with runtime.model(net), forward through r
 move DataLoader batches with runtime.inputs(x) (DataLoaders pin memory when runtime.pin_memory), and
 wrap forwards in runtime.autocast().
 
-What is bit-exact where (README, "What is guaranteed"): on the CPU a run and its resumption always
+What is bit-exact where (docs/resume.md, "What is exact where"): on the CPU a run and its resumption always
 reach the same bits. On CUDA only with --deterministic, on the same GPU model and torch version
 (cuDNN and cuBLAS pick their algorithms by both); otherwise a CUDA run is the same run statistically,
 not bitwise (convolution algorithms chosen by benchmarking, atomics in some backward kernels).

@@ -81,18 +81,63 @@ def cifar_root(cifar10_module_dir):
 
 
 @pytest.fixture(scope='module')
-def two_rank_run(cifar_root, tmp_path_factory):
-    """One uninterrupted 2-rank CIFAR run (a warm-up epoch, then a DivideMix epoch)."""
-    tmp = tmp_path_factory.mktemp('two')
-    # first, in the same job (one torchrun start), the one-step comparison of
-    # test_one_step_under_two_ranks_matches_the_single_process_step; the run has a noise file of its own,
-    # so that it is drawn in this run (and rank 1 must not write it)
-    done = torchrun(2, [WORKER, 'run', str(tmp / 'step'), 'step', '--', '+++', str(tmp / 'compile'), 'compile', '--',
-                        '+++', str(tmp / 'out'), 'Train_cifar', '--',
-                        '--data_path', cifar_root, '--checkpoint_dir', str(tmp / 'ck'),
-                        '--noise_file', str(tmp / 'noise.json'), '--dump_losses', '1'] + CIFAR, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp, done
+def ddp_job(cifar_root, tmp_path_factory):
+    """Every 2-process run that can share one torchrun start (each start costs seconds), one job after the
+    other in the same processes (tests/ddp_worker.py): the one-step comparison, the compiled
+    GlobalBatchNorm, an uninterrupted CIFAR run, Clothing1M / WebVision / Train_folder, and last the runs
+    that must stop (the drift job ends the processes). Returns {name: folder}, the finished process."""
+    from tiny_data import make_image_folder
+    tmp = tmp_path_factory.mktemp('ddp')
+    folders = {}
+
+    def job(name, script, args=(), opts=()):
+        folders[name] = tmp / name
+        return [str(tmp / name / 'out'), script] + list(opts) + ['--'] + list(args)
+    jobs = [job('step', 'step'), job('compile', 'compile'),
+            # the run has a noise file of its own, so that it is drawn in this run (and rank 1 must not write it)
+            job('two', 'Train_cifar', ['--data_path', cifar_root, '--checkpoint_dir', str(tmp / 'two' / 'ck'),
+                                       '--noise_file', str(tmp / 'two' / 'noise.json'), '--dump_losses', '1'] + CIFAR)]
+    make_clothing1m(str(tmp / 'clothing1m'))
+    make_webvision(str(tmp / 'webvision'), num_class=2, per_class=3, n_val=2, n_imagenet=1)
+    paths, _, _ = make_image_folder(str(tmp / 'animals'), noisy=(0, 13))
+    others = {
+        'Train_clothing1M': ['--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '1',
+                             '--batch_size', '4', '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0'],
+        'Train_webvision': ['--data_path', str(tmp / 'webvision') + '/', '--num_class', '2', '--num_epochs', '1',
+                            '--batch_size', '2', '--num_workers', '0'],
+        'Train_folder': ['--data_path', str(tmp / 'animals'), '--arch', 'cnn', '--width', '4', '--num_epochs', '1',
+                         '--warm_up', '1', '--batch_size', '8', '--num_workers', '0'],
+    }
+    for script, a in others.items():
+        jobs.append(job(script, script, a + ['--checkpoint_dir', str(tmp / script / 'ck')], ['--tiny']))
+    cifar = lambda name: ['--data_path', cifar_root, '--checkpoint_dir', str(tmp / name / 'ck')] + CIFAR
+    jobs += [job('bad_input', 'Train_cifar', cifar('bad_input') + ['--batch_size', '15']),
+             job('labels', 'Train_cifar', cifar('labels'), ['--labels_differ']),
+             job('clothing', 'Train_clothing1M', [
+                 '--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '2', '--batch_size', '4',
+                 '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0', '--checkpoint_dir',
+                 str(tmp / 'clothing' / 'ck')], ['--tiny', '--drift_at', '1']),
+             job('drift', 'Train_cifar', cifar('drift'), ['--drift_at', '0'])]
+    argv = [WORKER, 'run']
+    for j in jobs:
+        argv += (['+++'] if argv[-1] != 'run' else []) + j
+    done = torchrun(2, argv, tmp)
+    return folders, done, paths
+
+
+def exit_status(folder):
+    """How each rank left a job: its exit status (None: it did not get there)."""
+    paths = [os.path.join(str(folder / 'out'), 'exit%d.json' % r) for r in (0, 1)]
+    return [json.load(open(p)) if os.path.exists(p) else None for p in paths]
+
+
+@pytest.fixture(scope='module')
+def two_rank_run(ddp_job):
+    """One uninterrupted 2-rank CIFAR run (a warm-up epoch, then a DivideMix epoch), and before it the
+    one-step comparison and the compiled GlobalBatchNorm."""
+    folders, done, _ = ddp_job
+    assert exit_status(folders['two']) == [0, 0], done.stderr[-3000:]
+    return folders['two'], done
 
 
 def test_torchrun_with_one_process_is_the_plain_run(cifar_root, tmp_path, one_thread):
@@ -108,12 +153,12 @@ def test_torchrun_with_one_process_is_the_plain_run(cifar_root, tmp_path, one_th
         records(str(tmp_path / 'one' / 'cifar10_0.5_sym_log.jsonl'))
 
 
-def test_global_batchnorm_compiles_as_one_graph(two_rank_run):
+def test_global_batchnorm_compiles_as_one_graph(ddp_job):
     """--compile under torchrun: GlobalBatchNorm's all-reduce is traced into the graph (fullgraph=True would
     raise at a graph break), and the compiled network computes eager's outputs, gradients and running
     statistics."""
     for rank in (0, 1):
-        result = json.load(open(str(two_rank_run[0] / 'compile' / ('compile%d.json' % rank))))
+        result = json.load(open(str(ddp_job[0]['compile'] / 'out' / ('compile%d.json' % rank))))
         assert result['global_bn'] == 'GlobalBatchNorm'
         assert result['one_graph'], result.get('error')
         assert result['max_diff'] < 1e-5
@@ -129,7 +174,7 @@ def test_two_ranks_divide_and_train_alike_and_only_rank_0_writes(two_rank_run):
         'cifar10_0.5_sym' + s for s in ('_acc.txt', '_stats.txt', '_log.jsonl', '_settings.json', '_losses_ep001.npz',
                                         '_checkpoint.pth.tar', '_net1.pth.tar', '_net2.pth.tar', '_summary.json'))
     # printed once: rank 1 is silent
-    assert done.stdout.count('| Test Epoch #1') == 1
+    assert done.stdout.count('|   checkpoint_dir   %s\n' % (tmp / 'ck')) == 1  # this job's settings: rank 0 only
     assert '2 processes (torchrun), --batch_size 32 split into 16 per process' in done.stdout
     recs = records(str(tmp / 'ck' / 'cifar10_0.5_sym_log.jsonl'))
     assert [r['epoch'] for r in recs if 'epoch' in r] == [0, 1]
@@ -181,33 +226,14 @@ def test_a_rank_that_dies_ends_the_job_and_keeps_the_checkpoint(cifar_root, tmp_
 
 
 @pytest.fixture(scope='module')
-def refused_jobs(cifar_root, tmp_path_factory):
-    """Four runs that must stop, one after the other in one 2-process torchrun job (one start instead of
-    four; tests/ddp_worker.py goes on after a job that exits with an error, each job's status in its
-    out/exit<rank>.json): bad input, labels that differ, Clothing1M samples that differ, and last the
-    random streams that drift apart (rank 0 alone raises there, which ends the processes)."""
-    tmp = tmp_path_factory.mktemp('refused')
-    make_clothing1m(str(tmp / 'clothing1m'))
-    cifar = lambda name: ['--data_path', cifar_root, '--checkpoint_dir', str(tmp / name / 'ck')] + CIFAR
-    jobs = {
-        'bad_input': ([], cifar('bad_input') + ['--batch_size', '15']),
-        'labels': (['--labels_differ'], cifar('labels')),
-        'clothing': (['--tiny', '--drift_at', '1'], [
-            '--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '2', '--batch_size', '4',
-            '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0', '--checkpoint_dir',
-            str(tmp / 'clothing' / 'ck')]),
-        'drift': (['--drift_at', '0'], cifar('drift')),
-    }
-    argv = [WORKER, 'run']
-    for name, (opts, args) in jobs.items():
-        script = 'Train_clothing1M' if name == 'clothing' else 'Train_cifar'
-        argv += (['+++'] if argv[-1] != 'run' else []) + [str(tmp / name / 'out'), script] + opts + ['--'] + args
-    done = torchrun(2, argv, tmp)
-
-    def exit_status(name):  # as each rank left the job (None: it did not get there)
-        paths = [os.path.join(str(tmp / name / 'out'), 'exit%d.json' % r) for r in (0, 1)]
-        return [json.load(open(p)) if os.path.exists(p) else None for p in paths]
-    return tmp, done, exit_status
+def refused_jobs(ddp_job):
+    """Four runs that must stop, the last jobs of the shared torchrun start (tests/ddp_worker.py goes on
+    after a job that exits with an error, each job's status in its out/exit<rank>.json): bad input,
+    labels that differ, Clothing1M samples that differ, and last the random streams that drift apart
+    (rank 0 alone raises there, which ends the processes)."""
+    folders, done, _ = ddp_job
+    tmp = folders['bad_input'].parent
+    return tmp, done, lambda name: exit_status(folders[name])
 
 
 def test_bad_input_is_reported_once(refused_jobs):
@@ -249,29 +275,12 @@ def test_processes_whose_random_streams_drift_apart_are_stopped(refused_jobs):
 
 
 @pytest.fixture(scope='module')
-def other_scripts(tmp_path_factory):
-    """Clothing1M, WebVision (the tests' tiny network) and Train_folder on tiny roots, one after the other
-    in one 2-process torchrun job (one start instead of three)."""
-    tmp = tmp_path_factory.mktemp('others')
-    from tiny_data import make_image_folder
-    make_clothing1m(str(tmp / 'clothing1m'))
-    make_webvision(str(tmp / 'webvision'), num_class=2, per_class=3, n_val=2, n_imagenet=1)
-    paths, _, _ = make_image_folder(str(tmp / 'animals'), noisy=(0, 13))
-    args = {
-        'Train_clothing1M': ['--data_path', str(tmp / 'clothing1m'), '--random_init', '--num_epochs', '1',
-                             '--batch_size', '4', '--num_batches', '2', '--eval_batch_size', '4', '--num_workers', '0'],
-        'Train_webvision': ['--data_path', str(tmp / 'webvision') + '/', '--num_class', '2', '--num_epochs', '1',
-                            '--batch_size', '2', '--num_workers', '0'],
-        'Train_folder': ['--data_path', str(tmp / 'animals'), '--arch', 'cnn', '--width', '4', '--num_epochs', '1',
-                         '--warm_up', '1', '--batch_size', '8', '--num_workers', '0'],
-    }
-    argv = [WORKER, 'run']
-    for script, a in args.items():
-        argv += (['+++'] if argv[-1] != 'run' else []) + [str(tmp / script / 'out'), script, '--tiny', '--'] + a + [
-            '--checkpoint_dir', str(tmp / script / 'ck')]
-    done = torchrun(2, argv, tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp, done, paths
+def other_scripts(ddp_job):
+    """Clothing1M, WebVision (the tests' tiny network) and Train_folder on tiny roots, in the shared start."""
+    folders, done, paths = ddp_job
+    for script in ('Train_clothing1M', 'Train_webvision', 'Train_folder'):
+        assert exit_status(folders[script]) == [0, 0], done.stderr[-3000:]
+    return folders['Train_folder'].parent, done, paths
 
 
 @pytest.mark.parametrize('script', ['Train_clothing1M', 'Train_webvision', 'Train_folder'])
@@ -288,14 +297,14 @@ def test_other_scripts_under_two_ranks(script, other_scripts):
         assert done.stdout.count('| label report: ') == 1
 
 
-def test_one_step_under_two_ranks_matches_the_single_process_step(tmp_path, two_rank_run):
+def test_one_step_under_two_ranks_matches_the_single_process_step(tmp_path, ddp_job):
     """Warm-up step (with the confidence penalty) and DivideMix step of a PreResNet with BatchNorm on
     one global batch: the 2-rank parameters and running statistics equal the single process's within
     1e-5. Not bit-equal: the sums over the batch are added in another order (the observed gap is
     about 1e-7); the step itself moves parameters by far more."""
     import ddp_worker
     ddp_worker.main_step(str(tmp_path / 'one'))  # in this process: no process group
-    step = two_rank_run[0] / 'step'  # the 2-process step, run first in the fixture's job
+    step = ddp_job[0]['step'] / 'out'  # the 2-process step, run first in the shared job
     one = torch.load(str(tmp_path / 'one' / 'step0.pt'))
     r0, r1 = (torch.load(str(step / ('step%d.pt' % r))) for r in (0, 1))
     for phase in ('warmup', 'train'):

@@ -1,6 +1,6 @@
 """What a run guarantees when things go wrong: one run per name, nothing non-finite saved, bad input and
 damaged files refused before anything changes, full disks and signals end cleanly, with the exit
-statuses README "What is guaranteed" lists. One test per defect found by breaking the scripts."""
+statuses docs/resume.md, "What is guaranteed", lists. One test per defect found by breaking the scripts."""
 import errno
 import os
 import pickle

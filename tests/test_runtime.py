@@ -95,7 +95,7 @@ def test_compiled_outputs_overwritten_by_the_next_call_change_nothing(tmp_path, 
     """With CUDA graphs (--compile_mode reduce-overhead) every compiled forward's output is only
     valid until the next compiled forward. The algorithm must consume each output first: a run
     whose outputs are destroyed that way logs exactly what the eager run logs."""
-    argv = ['--data_path', cifar10_dir, '--num_epochs', '2', '--warm_up', '1', '--width', '8',
+    argv = ['--data_path', cifar10_dir, '--num_epochs', '2', '--warm_up', '1', '--arch', 'cnn', '--width', '8',
             '--batch_size', '8', '--eval_batch_size', '40', '--num_workers', '0', '--train_subset', '96']
     stem = 'cifar10_0.5_sym'
     cli.run_main(Train_cifar.main, argv + ['--checkpoint_dir', str(tmp_path / 'eager')])

@@ -280,7 +280,7 @@ def test_tensorboard_scalars_mirror_the_json_lines(tmp_path, cifar10_dir, capsys
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ck, board = str(tmp_path / 'ck'), str(tmp_path / 'tb')
     assert cli.run_main(Train_cifar.main, ['--data_path', cifar10_dir, '--num_epochs', '2', '--warm_up', '1',
-                                          '--width', '4', '--batch_size', '16', '--checkpoint_dir', ck,
+                                          '--arch', 'cnn', '--width', '4', '--batch_size', '16', '--checkpoint_dir', ck,
                                           '--tensorboard', board]) is not None
     events = EventAccumulator(os.path.join(board, 'cifar10_0.5_sym'))  # one folder per run
     events.Reload()

@@ -1,6 +1,6 @@
 """Draw img/framework.png: the DivideMix method at a glance (needs matplotlib).
 
-    python draw_framework.py [--out img/framework.png]
+    python tools/draw_framework.py [--out img/framework.png]
 
 Left: one epoch's co-divide (each net fits a GMM to its per-sample losses and splits
 the data for the other net). Right: one training step of net A on net B's split
@@ -92,7 +92,12 @@ def draw(out):
     return out
 
 
-if __name__ == '__main__':
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--out', default=os.path.join('img', 'framework.png'))
-    print('wrote %s' % draw(p.parse_args().out))
+    p.add_argument('--out', default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'img',
+                                                 'framework.png'), help="default: the repository's img/framework.png")
+    print('wrote %s' % draw(p.parse_args(argv).out))
+
+
+if __name__ == '__main__':
+    main()

@@ -7,7 +7,7 @@ paper from times measured on ONE device.
     python scaling.py --dataset cifar10 --smoke  # seconds on the CPU (tests/test_scaling.py)
 
 Why per-process batch sizes matter: `--batch_size` stays the reference's global batch under torchrun
-(README, "Several GPUs and machines"), so with W processes each one forwards B / W labeled rows per
+(docs/distributed.md), so with W processes each one forwards B / W labeled rows per
 step and 1 / W of every eval batch. Small batches do not run W times faster, so the projection uses
 the time measured AT the per-process batch, not the single-GPU time divided by W.
 
