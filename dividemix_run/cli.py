@@ -350,23 +350,17 @@ def check_file_names(stem, settings):
                             'pass an --id of at most %d characters' % fits if fits > 0 else 'pass a shorter --id'))
 
 
-def check_writable_folder(path, flag):
-    """Create path (a folder) if needed and prove it takes files, naming the flag when it cannot."""
+def check_writable_folder(path, what='the output folder', fix='pass a writable --checkpoint_dir'):
+    """Create the folder if needed and prove it takes files, without touching the files it holds; a
+    UsageError naming it (what) and the way out (fix) when it cannot."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
             pass
     except OSError as e:
-        raise UsageError('%s: cannot write to the folder %s (%s): pass a folder the run can write, or leave the '
-                         'flag out' % (flag, path, e.strerror or e)) from None
+        raise UsageError('cannot write to %s %s (%s): %s' % (what, path, e.strerror or e, fix)) from None
 
 
 def check_output_dir(path):
-    """Create the output folder if needed and prove it is writable, without touching its files."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
-            pass
-    except OSError as e:
-        raise UsageError('cannot write to the output folder %s (%s): pass a writable --checkpoint_dir'
-                         % (path, e.strerror or e)) from None
+    """--checkpoint_dir: created if needed, proven writable."""
+    check_writable_folder(path)

@@ -199,25 +199,22 @@ class DeviceSource(DataSource):
         unlabeled = self._unlabeled_stream(unlabeled_idx) if unlabeled_idx.numel() else None
         return self._labeled(labeled_idx, prob), unlabeled, int(labeled_idx.numel())
 
+    def _two_views(self, idx):
+        """One shuffled pass over the samples idx in training batches: (this rank's rows, view, second view)."""
+        for batch in _chunks(idx[self._perm(idx.numel())], self.batch_size):
+            part = _my_part(batch.numel(), True, self.min_train_rows)
+            if part is not None:
+                yield batch[part], self._views(batch, part), self._views(batch, part)
+
     def _labeled(self, labeled_idx, prob):
         if not labeled_idx.numel():
             return
-        for batch in _chunks(labeled_idx[self._perm(labeled_idx.numel())], self.batch_size):
-            part = _my_part(batch.numel(), True, self.min_train_rows)
-            if part is None:
-                continue
-            x = self._views(batch, part)
-            x2 = self._views(batch, part)
-            yield x, x2, self.noise_label[batch[part]], prob[batch[part]]
+        for rows, x, x2 in self._two_views(labeled_idx):
+            yield x, x2, self.noise_label[rows], prob[rows]
 
     def _unlabeled_stream(self, unlabeled_idx):
         while True:  # the reference's loader restart: a fresh shuffle each time the set runs out
-            for batch in _chunks(unlabeled_idx[self._perm(unlabeled_idx.numel())], self.batch_size):
-                part = _my_part(batch.numel(), True, self.min_train_rows)
-                if part is None:
-                    continue
-                u = self._views(batch, part)
-                u2 = self._views(batch, part)
+            for _, u, u2 in self._two_views(unlabeled_idx):
                 yield u, u2
 
 

@@ -98,7 +98,8 @@ class Run(object):
                 # every path the run writes, before anything is written or replaced
                 check_file_names(stem, settings)
                 if board is not None and not read_only:
-                    check_writable_folder(board, '--tensorboard %s' % settings.tensorboard)
+                    check_writable_folder(board, 'the --tensorboard folder', 'pass a folder the run can write, or leave '
+                                                                             'out --tensorboard')
                 self.lock.acquire()
             except UsageError as e:
                 error = e
