@@ -75,7 +75,7 @@ def test_a_part_past_its_box_is_killed_with_its_children_and_a_failure_is_shown(
              gpu_check.Part('late', ['-c', 'pass'], 0)]
     os.makedirs(str(tmp_path / 'logs'))
     t0 = time.time()
-    rows = gpu_check.run_parts(parts, {'hangs': 2.5, 'fails': 20, 'late': 0}, str(tmp_path / 'logs'), t0)
+    rows = gpu_check.run_parts(parts, {'hangs': 4, 'fails': 20, 'late': 0}, str(tmp_path / 'logs'), t0)
     assert time.time() - t0 < 30
     assert rows[0]['status'].startswith('timed out') and rows[1]['status'] == 'failed (exit 3)'
     assert rows[2]['status'] == 'not run (budget spent)' or rows[2]['status'] == 'ok'
