@@ -15,6 +15,7 @@ import numpy as np
 import dataloader_cifar as dataloader
 from dividemix_run import distributed
 from dividemix_run import paper
+from dividemix_run import plan
 from dividemix_run.checkpoints import digest
 from dividemix_run.cli import (Settings, UsageError, add_reference_args, add_runtime_args, check_common_args, check_output_dir,
                  check_range, check_T, run_main)
@@ -159,7 +160,7 @@ def load_data(s):
         data = dataloader.load_noisy_data(s.dataset, s.r, s.noise_mode, s.data_path, noise_file,
                                           seed=s.seed, cifarn_file=cifarn_file,
                                           train_subset=s.train_subset, test_subset=s.test_subset,
-                                          write_noise_file=distributed.env_rank() == 0)
+                                          write_noise_file=distributed.env_rank() == 0 and not s.dry_run)
     except dataloader.DatasetError as e:
         raise UsageError(str(e)) from None
     for split, labels in (('training', data.train_label), ('test', data.test_label)):
@@ -215,13 +216,14 @@ def make_source(s, data, runtime):
 # ----------------------------------------------------------------------------------
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     check_args(args)
     wanted_dumps = dump_epochs(args.dump_losses, args.num_epochs)
     runtime = Runtime.from_args(args)
     if args.arch == 'preresnet18' and args.width is not None:
         runtime.check_conv_width(args.width)
-    check_output_dir(args.checkpoint_dir)
+    check_output_dir(args.checkpoint_dir, create=not args.dry_run)
     data = load_data(args)
     s, notes = resolve_settings(args, data.noise_rate)
 
@@ -229,13 +231,25 @@ def main(argv=None):
     labels = 'human labels' if s.noise_mode in dataloader.CIFARN_MODES else 'r=%.2f' % s.r
     info = ['noise: %s, %s -> %.2f%% of %d training labels differ from the true ones (%s %s)' % (
         s.noise_mode, labels, 100 * data.noise_rate, len(data.noise_label),
-        'generated and cached in' if data.created_noise else 'read from', data.noise_file or '(not cached)'),
+        ('drawn for this dry run; the run caches them in' if args.dry_run else 'generated and cached in')
+        if data.created_noise else 'read from', data.noise_file or '(not cached)'),
         'device: %s; pipeline: %s' % (runtime.describe(), s.pipeline)]
     with Run('Train_cifar', s, runtime, stem=stem, label_digest=digest(data.noise_label),
              log_files={'acc': stem + '_acc.txt', 'stats': stem + '_stats.txt', 'json': stem + '_log.jsonl'},
              name='%s:%.1f-%s' % (s.dataset, s.r, s.noise_mode), notes=notes, info=info,
              title='DivideMix %s, run %s' % (s.dataset, os.path.basename(stem)),
-             extra_settings={'noise_rate': data.noise_rate}) as run:
+             extra_settings={'noise_rate': data.noise_rate}, dry_run=args.dry_run) as run:
+        if run.dry_run:
+            n, n_test = len(data.noise_label), len(data.test_label)
+            run.plan(parser, argv, lambda: create_model(s, data), data=[
+                'data: %s, %d training and %d test images of %dx%d px, %d classes; training labels %d..%d, test '
+                'labels %d..%d' % (s.dataset, n, n_test, data.train_data.shape[1], data.train_data.shape[2],
+                                   s.num_class, data.noise_label.min(), data.noise_label.max(),
+                                   data.test_label.min(), data.test_label.max())],
+                schedule=plan.schedule_lines(s, warmup=(n, 2 * s.batch_size), divide=(n, s.eval_batch_size),
+                                             train=(n, s.batch_size), test=[('test', n_test, s.eval_batch_size)],
+                                             method=s.method))
+            return None
         cfg = algorithm_config(s, mix_unlabeled=True, conf_penalty=s.conf_penalty == 'on',
                                loss_window=5 if s.r == 0.9 else 1)  # kept quirk: loss history only when r == 0.9
         run.build(lambda: create_model(s, data), cfg, make_source(s, data, runtime), weight_decay=5e-4,

@@ -14,11 +14,12 @@ import torchvision
 
 import dataloader_clothing1M as dataloader
 from dividemix_run import paper
+from dividemix_run import plan
 from dividemix_run.checkpoints import atomic_save, file_digest
 from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
 from dividemix_run.data_sources import ClothingSource
-from dividemix_run.pretrained import classifier, load_weights
+from dividemix_run.pretrained import classifier, load_weights, weights_note
 from dividemix_run.run import Run, algorithm_config
 from dividemix_run.runtime import Runtime
 
@@ -57,11 +58,14 @@ def check_args(args):
 
 # ResNet-50 with ImageNet weights, never silently from scratch (pretrained.py)
 
+WEIGHTS = torchvision.models.ResNet50_Weights.IMAGENET1K_V1  # what pretrained=True gave the reference
+
+
 def imagenet_weights(args):
-    """The ImageNet state dict of torchvision's ResNet-50 (IMAGENET1K_V1, what pretrained=True gave
-    the reference), from --pretrained_path, torch's cache, or a download; else a clear error."""
-    return load_weights(torchvision.models.ResNet50_Weights.IMAGENET1K_V1, args.pretrained_path, args.offline,
-                        what='ResNet-50 ImageNet weights')
+    """The ImageNet state dict of torchvision's ResNet-50 from --pretrained_path, torch's cache, or a
+    download; else a clear error (--dry_run: None where a download would be needed)."""
+    return load_weights(WEIGHTS, args.pretrained_path, args.offline, what='ResNet-50 ImageNet weights',
+                        download=not args.dry_run)
 
 
 def create_model(s, state=None):
@@ -70,16 +74,21 @@ def create_model(s, state=None):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     check_args(args)
     runtime = Runtime.from_args(args)
-    check_output_dir(args.checkpoint_dir)
+    check_output_dir(args.checkpoint_dir, create=not args.dry_run)
     loader = dataloader.clothing_dataloader(args.data_path, args.batch_size, args.num_batches, args.num_workers,
                                             num_class=args.num_class, eval_batch_size=args.eval_batch_size,
                                             pin_memory=runtime.pin_memory)
     try:
         loader.check()
         val_size = len(loader.run('val').dataset)
+        if args.dry_run:
+            splits = {name: dataloader._read_list(args.data_path, name, False)
+                      for name in (dataloader.TRAIN_KEYS, dataloader.VAL_KEYS, dataloader.TEST_KEYS)}
+            decoded = plan.decode_sample([p for paths in splits.values() for p in paths], what='Clothing1M images')
     except dataloader.DatasetError as e:
         raise UsageError(str(e)) from None
     imagenet_state = None if args.random_init else imagenet_weights(args)
@@ -92,7 +101,23 @@ def main(argv=None):
                                       os.path.join(s.data_path, dataloader.TRAIN_KEYS)),
              name='Clothing1M', title='DivideMix Clothing1M, run %s' % s.id,
              notes=['paper result: %.2f%% test accuracy' % paper.CLOTHING1M_TEST],
-             info=['device: %s; %d validation images' % (runtime.describe(), val_size)]) as run:
+             info=['device: %s; %d validation images' % (runtime.describe(), val_size)], dry_run=args.dry_run) as run:
+        if run.dry_run:
+            n, n_val, n_test = (len(splits[k]) for k in (dataloader.TRAIN_KEYS, dataloader.VAL_KEYS,
+                                                         dataloader.TEST_KEYS))
+            sample = s.num_batches * s.batch_size
+            run.plan(parser, argv, lambda: create_model(s, imagenet_state), data=[
+                'data: Clothing1M at %s: %d noisy training images (each epoch a class-balanced sample of %d for '
+                'warm-up, %d for co-divide), %d clean validation and %d clean test images, %d classes; labels '
+                'in range; %d sampled images decoded' % (s.data_path, n, 2 * sample, sample, n_val, n_test,
+                                                         s.num_class, decoded)],
+                schedule=plan.schedule_lines(s, warmup=(2 * sample, 2 * s.batch_size), divide=(sample, s.batch_size),
+                                             train=(sample, s.batch_size),
+                                             test=[('validation of each net', n_val, s.eval_batch_size)])
+                + ['at the end: the test of both nets\' best weights, %d batches' % plan.steps(n_test, s.eval_batch_size)],
+                notes=[n for n in [None if s.random_init else weights_note(WEIGHTS, imagenet_state,
+                                                                          'ResNet-50 ImageNet weights')] if n])
+            return None
         # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up CE + confidence penalty
         cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=True)
         run.build(lambda: create_model(s, imagenet_state), cfg, ClothingSource(loader, runtime), weight_decay=1e-3,

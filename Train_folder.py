@@ -5,12 +5,14 @@
     python Train_folder.py --data_path ROOT --report_only --resume
 
 Small images (largest side up to 64 px) train like CIFAR: uint8 on the device, PreResNet-18 from
-scratch, the paper's CIFAR settings picked by your estimate of the noise rate (--r). Larger images
+scratch, the paper's CIFAR settings picked by your estimate of the noise rate (--r), or by the rate
+the nets' loss mixtures estimate at the end of warm-up (--r auto). Larger images
 train like Clothing1M: DataLoader workers, a torchvision model from pretrained weights, the
 Clothing1M settings. At the end (and with --report_every K every K epochs) <run>_label_issues.csv
 lists every training sample, most suspicious label first (dividemix_run/label_issues.py; docs/own_data.md).
 """
 import argparse
+import dataclasses
 import hashlib
 import os
 
@@ -19,11 +21,13 @@ import torchvision.transforms as transforms
 
 import dataloader_folder as dataloader
 from dividemix_run import label_issues
+from dividemix_run import noise_rate
 from dividemix_run import paper
+from dividemix_run import plan
 from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
 from dividemix_run.data_sources import DeviceSource, LoaderSource
-from dividemix_run.pretrained import check_arch, classifier, load_weights, probe, torchvision_weights
+from dividemix_run.pretrained import check_arch, classifier, load_weights, probe, torchvision_weights, weights_note
 from PreResNet import ResNet18
 from dividemix_run.run import Run, algorithm_config, summarize
 from dividemix_run.runtime import Runtime
@@ -38,6 +42,16 @@ LARGE = dict(batch_size=32, lr=0.002, alpha=0.5, num_epochs=80, lr_decay_epoch=4
              eval_batch_size=128, arch='resnet50', lambda_u=0.0, p_threshold=0.5, warm_up=1)
 
 
+def noise_rate_flag(text):
+    """--r: a fraction, or 'auto'."""
+    if text == 'auto':
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r: give the fraction of wrong labels you expect (e.g. 0.3), or auto" % text)
+
+
 def build_parser():
     p = argparse.ArgumentParser(description='DivideMix on your own labelled image folder, with a label-issue report')
     add_reference_args(p, batch_size=None, lr=None, alpha=None, lambda_u=None, p_threshold=None, num_epochs=None,
@@ -45,9 +59,11 @@ def build_parser():
                        lambda_u_help='weight for unsupervised loss (default: by regime, see --r)',
                        p_threshold_help='clean probability threshold, also the report\'s flag (default: by regime)')
     g = p.add_argument_group('your data (docs/own_data.md)')
-    g.add_argument('--r', default=0.5, type=float,
-                   help='your estimate of the fraction of wrong labels (default 0.5): picks the paper\'s lambda_u '
-                        'and p_threshold for small images (its CIFAR-10 row, CIFAR-100 row above 10 classes)')
+    g.add_argument('--r', default=0.5, type=noise_rate_flag,
+                   help='your estimate of the fraction of wrong labels (default 0.5), or auto: estimated from the two '
+                        'nets\' loss mixtures at the first co-divide (the end of warm-up). Picks the paper\'s '
+                        'lambda_u and p_threshold for small images (its CIFAR-10 row, CIFAR-100 row above 10 classes); '
+                        'explicit --lambda_u / --p_threshold win')
     g.add_argument('--arch', default=None,
                    help='small images: preresnet18 (default) or cnn (SmallCNN.py); larger images: a torchvision '
                         'classification model by name (default resnet50)')
@@ -94,7 +110,9 @@ def build_parser():
 
 def resolve_settings(args, data):
     """Settings with every default filled in, and the notes to print."""
-    check_range('r', args.r, 0, 1, hint='it is your estimate of the fraction of wrong labels')
+    auto = args.r == 'auto'
+    if not auto:
+        check_range('r', args.r, 0, 1, hint='it is your estimate of the fraction of wrong labels, or auto')
     survey = dataloader.survey(data.splits['train'][0])
     side, grey = survey.side, survey.grey  # side: the largest, outliers left out (they are named below)
     pipeline = args.pipeline if args.pipeline != 'auto' else ('device' if side <= SMALL_SIDE else 'reference')
@@ -113,9 +131,15 @@ def resolve_settings(args, data):
         raise UsageError('--num_class %d does not match %s, which has %d classes (%s): drop --num_class'
                          % (args.num_class, args.data_path, data.num_class, ', '.join(data.classes[:10])))
     if small:
-        table = 'cifar100' if data.num_class > 10 else 'cifar10'
-        lam, pth, src = paper.paper_setting(table, 'sym', args.r)
+        if auto:  # read from the paper's table at the first co-divide (settings_at_estimate)
+            lam, pth, src = None, None, ('the paper\'s setting at the noise rate estimated at the first co-divide '
+                                         '(--r auto)')
+        else:
+            lam, pth, src = paper.paper_setting(paper_table(data.num_class), 'sym', args.r)
         resolved['warm_up'] = args.warm_up if args.warm_up is not None else (30 if data.num_class > 10 else 10)
+        if auto and resolved['warm_up'] == 0 and args.method == 'dividemix':
+            raise UsageError('--r auto estimates the noise rate from nets warmed up on the labels, and --warm_up 0 '
+                             'has none: pass --warm_up 1 or more, or --r with your estimate')
         resolved['channels'] = 1 if grey else 3
         resolved['image_size'] = args.image_size or side
         resolved['width'] = args.width or (64 if resolved['arch'] == 'preresnet18' else 16)
@@ -146,7 +170,10 @@ def resolve_settings(args, data):
     for name, value in (('lambda_u', lam), ('p_threshold', pth)):
         given = getattr(args, name)
         resolved[name] = value if given is None else given
-        notes.append('--%s %g: %s' % (name, resolved[name], src if given is None else 'given on the command line'))
+        notes.append('--%s %s: %s' % (name, 'auto' if resolved[name] is None else '%g' % resolved[name],
+                                       src if given is None else 'given on the command line'))
+    if auto and args.method == 'ce':
+        notes.append('--r auto: --method ce never divides the data, so nothing is estimated')
     notes.append('%s images (largest side %d px among those surveyed): %s pipeline, %s defaults' % (
         'small' if small else 'large', side, pipeline, 'CIFAR' if small else 'Clothing1M'))
     if survey.outliers:
@@ -167,6 +194,22 @@ def resolve_settings(args, data):
     # up front, before weights are fetched or images decoded: does the network take this size, and one image?
     s = s.replace(min_train_rows=1 if one_image_batches_train(s) else 2)
     return s, notes
+
+
+def paper_table(num_class):
+    return 'cifar100' if num_class > 10 else 'cifar10'
+
+
+def settings_at_estimate(s, rate):
+    """(lambda_u, p_threshold, where from) for --r auto at the estimated rate: the paper's table as --r
+    reads it for small images, the Clothing1M setting for large ones; explicit flags win."""
+    if s.pipeline == 'device':
+        lam, pth, src = paper.paper_setting(paper_table(s.num_class), 'sym', rate)
+    else:
+        lam, pth, src = LARGE['lambda_u'], LARGE['p_threshold'], 'the Clothing1M setting, whatever the rate'
+    given = lambda name, value: (getattr(s, name), 'given on the command line') if getattr(s, name) is not None \
+        else (value, src)
+    return given('lambda_u', lam), given('p_threshold', pth)
 
 
 def one_image_batches_train(s):
@@ -250,7 +293,8 @@ def labels_digest(data):
 # ----------------------------------------------------------------------------------
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.report_only and args.resume is None:
         args.resume = 'auto'
     set_image_limit(args.max_image_pixels)
@@ -263,11 +307,20 @@ def main(argv=None):
     runtime = Runtime.from_args(args)
     if s.arch == 'preresnet18':
         runtime.check_conv_width(s.width)
-    check_output_dir(s.checkpoint_dir)
-    state = None
+    check_output_dir(s.checkpoint_dir, create=not args.dry_run)
+    state = weights = None
     if s.pipeline == 'reference' and not s.random_init:
-        state = load_weights(torchvision_weights(s.arch, s.weights), s.pretrained_path, s.offline)
-    source, extra = make_source(s, data, runtime)
+        weights = torchvision_weights(s.arch, s.weights)
+        state = load_weights(weights, s.pretrained_path, s.offline, download=not args.dry_run)
+    if args.dry_run:  # the checks make_source makes, without decoding every image
+        all_paths = [p for k in data.splits for p in data.splits[k][0]]
+        if s.pipeline == 'device':
+            check_device_memory(s, len(data.splits['train'][0]) + (len(data.splits[s.eval_split][0]) if s.eval_split
+                                                                   else 0), runtime)
+        decoded = plan.decode_sample(all_paths, what='images of %s' % s.data_path)
+        source, extra = None, {}
+    else:
+        source, extra = make_source(s, data, runtime)
     stem = os.path.join(s.checkpoint_dir, s.id)
     train_paths = data.splits['train'][0]
     info = ['classes (%d, label = position): %s' % (s.num_class, ', '.join(s.classes)),
@@ -279,14 +332,56 @@ def main(argv=None):
         files['acc'] = stem + '_acc.txt'
     with Run('Train_folder', s, runtime, stem=stem, log_files=files, label_digest=labels_digest(data), name=s.id,
              title='DivideMix on %s, run %s' % (s.data_path, s.id), notes=notes, info=info, extra_settings=extra,
-             read_only=s.report_only) as run:
-        cfg = algorithm_config(s, mix_unlabeled=s.pipeline == 'device', conf_penalty=s.conf_penalty == 'on')
+             read_only=s.report_only, dry_run=args.dry_run) as run:
+        if run.dry_run:
+            n, labels = len(train_paths), data.splits['train'][1]
+            n_eval = len(data.splits[s.eval_split][0]) if s.eval_split else 0
+            run.plan(parser, argv, lambda: create_model(s, state), data=[
+                'labels %d..%d of %d classes; %d sampled images decoded' % (labels.min(), labels.max(), s.num_class,
+                                                                           decoded)],
+                schedule=plan.schedule_lines(s, warmup=(n, 2 * s.batch_size), divide=(n, s.eval_batch_size),
+                                             train=(n, s.batch_size),
+                                             test=[(s.eval_split, n_eval, s.eval_batch_size)] if s.eval_split else (),
+                                             method=s.method)
+                + ['at the end: %s_label_issues.csv, every training image with its clean probabilities' % s.id]
+                if not s.report_only else ['--report_only: %s_label_issues.csv from the checkpoint\'s nets, nothing '
+                                           'trained' % s.id],
+                notes=[n for n in [weights_note(weights, state) if weights is not None else None] if n])
+            return None
+        # --r auto: the settings wait for the first co-divide; a resume after it has them in the checkpoint
+        estimated = run.state.get('r_auto')
+        auto = estimated if estimated is not None else {}
+        cfg = algorithm_config(s.replace(lambda_u=auto.get('lambda_u', s.lambda_u if s.lambda_u is not None else 0.0),
+                                         p_threshold=auto.get('p_threshold', s.p_threshold or 0.5)),
+                               mix_unlabeled=s.pipeline == 'device', conf_penalty=s.conf_penalty == 'on')
+        if estimated is not None:
+            print('| %s (estimated before this resume): --lambda_u %g, --p_threshold %g'
+                  % (noise_rate.describe(auto['epoch'], auto['estimate'], auto['estimate_per_net']), auto['lambda_u'],
+                     auto['p_threshold']))
+
+        def first_division(epoch, divisions, record):
+            """--r auto: estimate the noise rate, then read the settings at it (once, before anything trains)."""
+            mean, per_net = noise_rate.estimate(divisions)
+            (lam, lam_src), (pth, pth_src) = settings_at_estimate(s, mean)
+            auto.update(epoch=epoch, estimate=mean, estimate_per_net=per_net, lambda_u=lam, p_threshold=pth)
+            print('\n| %s: %s\n' % (noise_rate.describe(epoch, mean, per_net), (
+                '--lambda_u %g, --p_threshold %g (%s)' % (lam, pth, lam_src) if lam_src == pth_src else
+                '--lambda_u %g (%s), --p_threshold %g (%s)' % (lam, lam_src, pth, pth_src))))
+            record.update(r_estimate=mean, r_estimate_net1=per_net[0], r_estimate_net2=per_net[1],
+                          lambda_u_setting=lam, p_threshold=pth)
+            run.record_settings(r_estimate=mean, r_estimate_per_net=per_net, r_estimate_epoch=epoch, lambda_u=lam,
+                                p_threshold=pth)
+            return dataclasses.replace(cfg, lambda_u=lam, p_threshold=pth)
+
+        pending = s.r == 'auto' and estimated is None and s.method == 'dividemix'
         run.build(lambda: create_model(s, state), cfg, source, weight_decay=s.weight_decay,
                   batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size),
-                  stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'])
+                  stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'],
+                  first_division=first_division if pending else None)
+        state_of_run = dict(r_auto=auto) if s.r == 'auto' else {}  # the estimate, kept by every checkpoint
 
         def write_report(epoch):
-            rep = label_issues.report(run.runs, source, cfg, data.splits['train'][1], runtime.autocast, epoch)
+            rep = label_issues.report(run.runs, source, run.cfg, data.splits['train'][1], runtime.autocast, epoch)
             if run.main:  # under torchrun every rank computed its shard; rank 0 writes
                 print('\n' + label_issues.write(stem, rep, train_paths, s.classes, epoch) + '\n')
                 print('| label report: %s_label_issues.csv' % stem)
@@ -306,11 +401,12 @@ def main(argv=None):
                 record['test_acc'] = acc
             if s.report_every and (epoch + 1) % s.report_every == 0 and epoch < s.num_epochs:
                 write_report(epoch)
-            run.end_epoch(record, accs=accs)
+            run.end_epoch(record, accs=accs, **({k: (v or None) for k, v in state_of_run.items()}))
         write_report(s.num_epochs)
         summary = summarize(accs)
         run.save_nets()
-        run.finish(summary, dict(summary, run=s.id, classes=s.classes, eval_split=s.eval_split))
+        run.finish(summary, dict(summary, run=s.id, classes=s.classes, eval_split=s.eval_split,
+                                 **({'r_estimate': auto.get('estimate')} if s.r == 'auto' else {})))
     return summary
 
 

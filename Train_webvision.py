@@ -11,6 +11,7 @@ import os
 
 import dataloader_webvision as dataloader
 from dividemix_run import paper
+from dividemix_run import plan
 from dividemix_run.checkpoints import file_digest
 from dividemix_run.cli import (Settings, UsageError, add_image_args, add_reference_args, add_runtime_args, check_common_args,
                  check_output_dir, check_range, check_T, run_main, set_image_limit)
@@ -42,15 +43,23 @@ def check_args(args):
     set_image_limit(args.max_image_pixels)
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     check_args(args)
     runtime = Runtime.from_args(args)
-    check_output_dir(args.checkpoint_dir)
+    check_output_dir(args.checkpoint_dir, create=not args.dry_run)
     loader = dataloader.webvision_dataloader(args.batch_size, args.num_class, args.num_workers, args.data_path, None,
                                              pin_memory=runtime.pin_memory)
     try:
         loader.check()
         N = len(loader.run('eval_train').dataset)
+        if args.dry_run:
+            val = dataloader.webvision_dataset(args.data_path, None, 'test', args.num_class).val_imgs
+            imagenet = [path for _, path in dataloader.imagenet_dataset(args.data_path, None, args.num_class).val_data]
+            train = dataloader.webvision_dataset(args.data_path, None, 'all', args.num_class).train_imgs
+            decoded = plan.decode_sample([os.path.join(args.data_path, p) for p in train]
+                                         + [os.path.join(args.data_path, 'val_images_256', p) for p in val] + imagenet,
+                                         what='WebVision and ILSVRC12 images')
     except dataloader.DatasetError as e:
         raise UsageError(str(e)) from None
     if N < 2:
@@ -65,7 +74,18 @@ def main(argv=None):
              name='WebVision%s' % (' ' + s.id if s.id else ''), title='DivideMix WebVision, run %r' % s.id,
              notes=['paper: WebVision top-1/top-5 %(webvision_top1).2f / %(webvision_top5).2f, '
                     'ILSVRC12 top-1 %(imagenet_top1).2f' % paper.WEBVISION],
-             info=['device: %s; %d training images of %d classes' % (runtime.describe(), N, s.num_class)]) as run:
+             info=['device: %s; %d training images of %d classes' % (runtime.describe(), N, s.num_class)],
+             dry_run=args.dry_run) as run:
+        if run.dry_run:
+            run.plan(parser, argv, lambda: InceptionResNetV2(num_classes=s.num_class), data=[
+                'data: WebVision at %s: %d training images (Google), %d WebVision and %d ILSVRC12 validation images '
+                'of classes 0..%d; labels in range; %d sampled images decoded'
+                % (s.data_path, N, len(val), len(imagenet), s.num_class - 1, decoded)],
+                schedule=plan.schedule_lines(s, warmup=(N, 2 * s.batch_size), divide=(N, 20 * s.batch_size),
+                                             train=(N, s.batch_size),
+                                             test=[('WebVision test', len(val), 20 * s.batch_size),
+                                                   ('ILSVRC12 test', len(imagenet), 20 * s.batch_size)]))
+            return None
         # only the labeled rows are mixed, loss Lx + penalty (lambda_u unused); warm-up is CE only
         cfg = algorithm_config(s, mix_unlabeled=False, conf_penalty=False)
         run.build(lambda: InceptionResNetV2(num_classes=s.num_class), cfg, LoaderSource(loader, runtime),

@@ -232,10 +232,9 @@ class clothing_dataloader():
             check_files_exist(paths, os.path.join(self.root, name))
 
 
-def check_files_exist(paths, list_path, show=5):
-    """Raise DatasetError naming the missing files among `paths` (listed in list_path): one directory
-    listing per folder instead of one stat per file, which matters for a million-line list.
-    (Also in dataloader_webvision.py: each loader works copied alone.)"""
+def missing_files(paths):
+    """The files among `paths` that do not exist: one directory listing per folder instead of one stat per
+    file, which matters for a million-line list. (Also in dataloader_webvision.py: each loader works copied alone.)"""
     folders = {}
     for p in paths:
         folder, name = os.path.split(p)
@@ -247,6 +246,12 @@ def check_files_exist(paths, list_path, show=5):
         except OSError:
             present = set()
         missing.extend(os.path.join(folder, n) for n in names if n not in present)
+    return missing
+
+
+def check_files_exist(paths, list_path, show=5):
+    """Raise DatasetError naming the missing files among `paths` (listed in list_path)."""
+    missing = missing_files(paths)
     if missing:
         raise DatasetError('%d of the %d images listed in %s are missing, e.g. %s: restore them, or remove their lines '
                            'from the list' % (len(missing), len(paths), list_path, ', '.join(missing[:show])))

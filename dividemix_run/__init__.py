@@ -15,6 +15,8 @@ Train_folder.py); the algorithm itself is dividemix.py, whole, at the repository
     pretrained    torchvision weights under offline rules; which torchvision models train here
     label_issues  the report of the labels DivideMix doubts
     paper         the paper's settings and results
+    noise_rate    --r auto: the noise rate estimated from the two nets' loss mixtures
+    plan          --dry_run: the checks that write nothing, and the plan of a run
 
 Nothing here is imported by the copyable files at the root (PreResNet.py, InceptionResNetV2.py,
 SmallCNN.py, dividemix.py, the dataloaders), which work copied alone.

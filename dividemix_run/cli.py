@@ -145,9 +145,12 @@ class Settings(object):
     def __init__(self, **values):
         object.__setattr__(self, '_values', dict(values))
 
+    NOT_SETTINGS = ('dry_run',)  # how to run, not what: never recorded
+
     @classmethod
     def from_args(cls, args, **resolved):
-        return cls(**dict(vars(args), **resolved))
+        values = {k: v for k, v in vars(args).items() if k not in cls.NOT_SETTINGS}
+        return cls(**dict(values, **resolved))
 
     def __getattr__(self, name):
         try:
@@ -228,6 +231,10 @@ def add_runtime_args(parser):
     g.add_argument('--no_sync_bn', action='store_true',
                    help='under torchrun: BatchNorm statistics per process instead of over the global batch '
                         '(faster; not the reference\'s numbers)')
+    g.add_argument('--dry_run', action='store_true',
+                   help='check the settings, the data (with a decode of sampled images), the output folder and a '
+                        'resume as the run would, print the plan (settings and their sources, data, network, '
+                        'epochs and steps, devices), and exit without writing or changing anything')
     g.add_argument('--tensorboard', default=None, metavar='DIR',
                    help='also write the JSON-line metrics as TensorBoard scalars to DIR/<run name> '
                         '(needs the tensorboard package)')
@@ -350,17 +357,26 @@ def check_file_names(stem, settings):
                             'pass an --id of at most %d characters' % fits if fits > 0 else 'pass a shorter --id'))
 
 
-def check_writable_folder(path, what='the output folder', fix='pass a writable --checkpoint_dir'):
+def check_writable_folder(path, what='the output folder', fix='pass a writable --checkpoint_dir', create=True):
     """Create the folder if needed and prove it takes files, without touching the files it holds; a
-    UsageError naming it (what) and the way out (fix) when it cannot."""
+    UsageError naming it (what) and the way out (fix) when it cannot. create=False (--dry_run): nothing is
+    made; the nearest folder that exists must be one and take files (a probe file, removed at once)."""
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix='.write_test_'):
+        probe = path
+        if create:
+            os.makedirs(path, exist_ok=True)
+        else:
+            while not os.path.lexists(probe) and os.path.dirname(os.path.abspath(probe)) != os.path.abspath(probe):
+                probe = os.path.dirname(os.path.abspath(probe))
+            if not os.path.isdir(probe):
+                import errno
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), probe)
+        with tempfile.NamedTemporaryFile(dir=probe, prefix='.write_test_'):
             pass
     except OSError as e:
         raise UsageError('cannot write to %s %s (%s): %s' % (what, path, e.strerror or e, fix)) from None
 
 
-def check_output_dir(path):
-    """--checkpoint_dir: created if needed, proven writable."""
-    check_writable_folder(path)
+def check_output_dir(path, create=True):
+    """--checkpoint_dir: created if needed (create=False, --dry_run: where it would be), proven writable."""
+    check_writable_folder(path, create=create)

@@ -31,12 +31,8 @@ class RunLock(object):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.read(fd, 4096).decode(errors='replace').strip()
+                holder = self._holder(fd)
                 os.close(fd)
-                try:
-                    holder = 'pid %(pid)s on host %(host)s, started %(started)s' % json.loads(holder)
-                except (ValueError, KeyError, TypeError):
-                    holder = 'holder unknown'
                 raise UsageError('another run with this name is running (%s): %s is locked. Wait for it to end, or '
                                  'give this run another --id or --checkpoint_dir' % (holder, self.path)) from None
             try:  # still the file at self.path? (a run that just ended removes it; then lock the new one)
@@ -51,6 +47,29 @@ class RunLock(object):
                                  'started': time.strftime('%Y-%m-%d %H:%M:%S')}).encode())
         self.fd = fd
         return self
+
+    def check_free(self):
+        """What acquire() would refuse, without taking the lock or making its file (--dry_run)."""
+        try:
+            import fcntl
+            fd = os.open(self.path, os.O_RDONLY)
+        except (ImportError, OSError):  # no lock file (or no flock): nobody holds it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError('another run with this name is running (%s): %s is locked. Wait for it to end, or give '
+                             'this run another --id or --checkpoint_dir' % (self._holder(fd), self.path)) from None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _holder(fd):
+        holder = os.read(fd, 4096).decode(errors='replace').strip()
+        try:
+            return 'pid %(pid)s on host %(host)s, started %(started)s' % json.loads(holder)
+        except (ValueError, KeyError, TypeError):
+            return 'holder unknown'
 
     def release(self):
         if self.fd is not None:

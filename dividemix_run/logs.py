@@ -39,6 +39,17 @@ def number(value):
     return float('nan') if value is None else float(value)
 
 
+def check_resumable(path, size):
+    """A log a resumed run continues must hold at least what it held when the checkpoint was saved."""
+    from .cli import UsageError  # here: results.py and plots.py import this module without torch
+    if os.path.exists(path):
+        if os.path.getsize(path) < size:
+            raise UsageError('cannot resume: %s is shorter than when the checkpoint was saved; '
+                             'restore it or start a new run with --overwrite' % path)
+    elif size:
+        raise UsageError('cannot resume: %s is missing; restore it or start a new run with --overwrite' % path)
+
+
 class RunLog(object):
     """The run's text logs and JSON lines.
 
@@ -49,29 +60,24 @@ class RunLog(object):
     """
 
     def __init__(self, files, offsets=None, tensorboard=None, start_epoch=0):
-        from .cli import UsageError  # here: results.py and plots.py import this module without torch
         self.board = None
         self.last_epoch = start_epoch - 1
-        if tensorboard is not None:  # first: a writer that fails leaves the logs as they were
+        self.paths = dict(files)
+        if offsets is not None:  # every log checked before anything is written or cut back
+            for name, path in self.paths.items():
+                check_resumable(path, int(offsets.get(name, 0)))
+        if tensorboard is not None:  # before the logs: a writer that fails leaves them as they were
             from torch.utils.tensorboard import SummaryWriter
             # purge_step: a resumed run hides what an interrupted epoch had logged past its checkpoint
             self.board = SummaryWriter(tensorboard, purge_step=start_epoch if offsets is not None else None)
-        self.paths = dict(files)
         self.files = {}
         for name, path in self.paths.items():
             if offsets is None:
                 self.files[name] = open(path, 'w')
             else:
-                size = int(offsets.get(name, 0))
                 if os.path.exists(path):
-                    if os.path.getsize(path) < size:
-                        raise UsageError('cannot resume: %s is shorter than when the checkpoint was saved; '
-                                         'restore it or start a new run with --overwrite' % path)
                     with open(path, 'r+') as f:
-                        f.truncate(size)
-                elif size:
-                    raise UsageError('cannot resume: %s is missing; restore it or start a new run with '
-                                     '--overwrite' % path)
+                        f.truncate(int(offsets.get(name, 0)))
                 self.files[name] = open(path, 'a')
 
     def write(self, name, line):

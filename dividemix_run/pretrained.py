@@ -67,9 +67,10 @@ def torchvision_weights(arch, name):
             from None
 
 
-def load_weights(weights, pretrained_path=None, offline=False, what=None):
+def load_weights(weights, pretrained_path=None, offline=False, what=None, download=True):
     """The state dict of `weights` (a torchvision weights enum member) from pretrained_path, torch's cache,
-    or a download; else a UsageError that says how to provide the file."""
+    or a download; else a UsageError that says how to provide the file. download=False (--dry_run): None
+    where a download would be needed (weights_note says so)."""
     what = what or '%s weights' % weights
     filename = os.path.basename(weights.url)
     cache = os.path.join(torch.hub.get_dir(), 'checkpoints', filename)
@@ -82,6 +83,8 @@ def load_weights(weights, pretrained_path=None, offline=False, what=None):
     if not os.path.isfile(path):
         if offline:
             raise UsageError('%s are not cached at %s and --offline forbids a download. %s' % (what, cache, how))
+        if not download:
+            return None
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(60)
         try:
@@ -97,6 +100,14 @@ def load_weights(weights, pretrained_path=None, offline=False, what=None):
     except Exception as e:
         raise UsageError('cannot read %s from %s (%s). %s' % (what, path, str(e).splitlines()[0][:200], how)) from None
     return state.get('state_dict', state) if isinstance(state, dict) else state
+
+
+def weights_note(weights, state, what=None):
+    """--dry_run's line on pretrained weights that load_weights(download=False) left to a download."""
+    if state is not None:
+        return None
+    return ('%s are not cached: the run downloads them from %s into %s' % (
+        what or '%s weights' % weights, weights.url, os.path.join(torch.hub.get_dir(), 'checkpoints')))
 
 
 AUX = {'googlenet': ('aux1', 'aux2'), 'inception_v3': ('AuxLogits',)}

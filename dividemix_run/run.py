@@ -13,6 +13,7 @@ changes, owns the nets, optimizers, loss histories and logs, and writes after ev
 a checkpoint from which the run continues exactly (bit for bit on the CPU, and on CUDA with
 --deterministic; runtime.py says why only there).
 """
+import json
 import os
 import sys
 import time
@@ -73,12 +74,15 @@ class Run(object):
     name: the progress bars' prefix. title, notes, info: printed at the start. extra_settings:
     recorded in <stem>_settings.json next to the settings (fresh runs). read_only: only load the
     checkpoint (--resume) for a look at the nets: no log, no settings file, nothing trained.
+    dry_run (--dry_run): every check a real start makes (file names, folders, lock, resume, logs), with
+    nothing written, taken or changed; then the script prints plan() and returns.
     """
 
     def __init__(self, script, settings, runtime, *, stem, log_files, label_digest, name, title, notes=(), info=(),
-                 extra_settings=None, read_only=False):
+                 extra_settings=None, read_only=False, dry_run=False):
         self.script, self.s, self.runtime, self.stem, self.name = script, settings, runtime, stem, name
-        self.label_digest = label_digest
+        self.label_digest, self.dry_run, self.title, self.notes, self.info = label_digest, dry_run, title, notes, info
+        self.log_files = log_files
         self.ckpt_path = stem + '_checkpoint.pth.tar'
         self.epoch = self.saved_epoch = self.log = self.device_note = None
         self.signals = StopOnSignal()  # a signal during a save waits for its end (end_epoch)
@@ -99,15 +103,18 @@ class Run(object):
                 check_file_names(stem, settings)
                 if board is not None and not read_only:
                     check_writable_folder(board, 'the --tensorboard folder', 'pass a folder the run can write, or leave '
-                                                                             'out --tensorboard')
-                self.lock.acquire()
+                                                                             'out --tensorboard', create=not dry_run)
+                if dry_run:
+                    self.lock.check_free()
+                else:
+                    self.lock.acquire()
             except UsageError as e:
                 error = e
         if not distributed.all_true(error is None):
             raise error or UsageError('rank 0 could not start the run (it says why)')
         self.ckpt = None
         try:
-            if self.main:
+            if self.main and not dry_run:
                 remove_stale_temporaries([self.ckpt_path] + ['%s_net%d.pth.tar' % (stem, k) for k in (1, 2)])
             self.ckpt, self.resumed_from, self.device_note = checkpoint_to_resume(
                 script, settings, self.ckpt_path, label_digest, self.world, runtime.device.type, read_only)
@@ -116,7 +123,11 @@ class Run(object):
                 self.saved_epoch = self.ckpt['epoch']
             if read_only and self.ckpt is None:
                 raise UsageError('nothing to read: pass --resume (this run\'s latest checkpoint) or --resume PATH')
-            if not read_only:
+            if dry_run:
+                if self.ckpt is not None:
+                    for key, path in log_files.items():
+                        logs.check_resumable(path, int(self.ckpt['log_offsets'].get(key, 0)))
+            elif not read_only:
                 self.log = (RunLog(log_files, offsets=None if self.ckpt is None else self.ckpt['log_offsets'],
                                    tensorboard=board, start_epoch=start_epoch) if self.main else NullLog())
         except BaseException as e:
@@ -128,6 +139,8 @@ class Run(object):
                 e.resume_from = self.ckpt_path if settings.resume == 'auto' else settings.resume
             self.lock.release()
             raise
+        if dry_run:
+            return  # plan() prints the settings, with their sources
         print_settings(title, settings.as_dict(), notes)
         for line in info:
             print('| ' + line)
@@ -172,14 +185,17 @@ class Run(object):
 
     # ------------------------------------------------------------------ nets, optimizers, algorithm
 
-    def build(self, make_net, cfg, source, *, weight_decay, batch_sizes=(), clean=None, stats_line=None):
+    def build(self, make_net, cfg, source, *, weight_decay, batch_sizes=(), clean=None, stats_line=None,
+              first_division=None):
         """Seed every stream, build the two nets (make_net() twice) and their SGD optimizers
         (momentum 0.9), and load the checkpoint's state when resuming.
 
         cfg: dividemix.Config. source: a data_sources.DataSource. batch_sizes: the batch sizes
         to compile for (--compile). clean: the truly clean mask, when known (division AUC,
         precision, recall). stats_line(stats) -> the line for the stats log of each division a
-        net trains on, or None."""
+        net trains on, or None. first_division(epoch, divisions, record) -> Config: called once, at
+        the next co-divide, before anything trains on it; the Config it returns is the algorithm's
+        from then on, and the divisions' labeled sets are cut again at its p_threshold (--r auto)."""
         s = self.s
         seed_everything(s.seed)
         print('| Building net')
@@ -194,6 +210,7 @@ class Run(object):
                                          [b // self.world for b in batch_sizes] if self.world > 1 else batch_sizes)
                      for net in self.nets]
         self.cfg, self.source, self.clean, self.stats_line = cfg, source, clean, stats_line
+        self.first_division = first_division
         self.histories = dm.new_histories()
         self.start_epoch = 0
         if self.ckpt is not None:
@@ -219,6 +236,61 @@ class Run(object):
                 else ' (on CUDA without --deterministic the continuation is the same run statistically, not bit '
                      'for bit)'))
         return self
+
+    # ------------------------------------------------------------------ --dry_run
+
+    def plan(self, parser, argv, make_net, *, data=(), schedule=(), notes=()):
+        """--dry_run: print what this run would do (nothing is built on the device, nothing written).
+        parser, argv: the script's, for where each setting came from. make_net() builds one network (its
+        parameters are counted; a resume's weights are loaded into it, as the run would). data, schedule,
+        notes: the script's lines."""
+        from . import plan
+        s = self.s
+        net = make_net()
+        if self.ckpt is not None:  # every process, so that every one exits as rank 0 does
+            try:
+                net.load_state_dict(self.ckpt['net1'])
+            except (RuntimeError, KeyError) as e:
+                raise UsageError('cannot resume from %s: its networks do not fit the one this run builds (%s); '
+                                 'resume with the checkpoint\'s settings, or start a new run'
+                                 % (self.resumed_from, str(e).splitlines()[0][:200])) from None
+        if not self.main:
+            return
+        print('| Dry run: %s (nothing is written or changed)' % self.title)
+        sources = plan.setting_sources(parser, argv, s.as_dict(), self.notes)
+        print('| settings (with where each value came from):')
+        for k in sorted(s.as_dict()):
+            print('|   %-16s %-14s (%s)' % (k, s.get(k), sources[k]))
+        for n in self.notes:
+            print('| note: ' + n)
+        for line in list(self.info) + list(data):
+            print('| ' + line)
+        print('| network: ' + plan.describe_net(net))
+        for line in schedule:
+            print('| ' + line)
+        print('| processes: %s' % ('%d (torchrun), --batch_size %d split into %d per process'
+                                   % (self.world, s.batch_size, s.batch_size // self.world) if self.world > 1 else
+                                   '1 (torchrun runs several: docs/distributed.md)'))
+        if self.device_note:
+            print('| note: ' + self.device_note)
+        folder = os.path.dirname(self.stem) or '.'
+        names = sorted(os.path.basename(p) for p in self.log_files.values())
+        if self.ckpt is not None:
+            done = self.ckpt['epoch']
+            print('| resume: from %s after epoch %d: %s, appending to %s in %s'
+                  % (self.resumed_from, done, 'epochs %d..%d' % (done + 1, s.num_epochs) if done < s.num_epochs else
+                     'no epoch left to train (the run is complete; it writes its final files again)',
+                     ', '.join(names), folder))
+        else:
+            print('| output: %s (%s): %s, %s_settings.json, %s_checkpoint.pth.tar after every epoch, the nets at the '
+                  'end%s' % (folder, plan.folder_state(folder), ', '.join(names), os.path.basename(self.stem),
+                             os.path.basename(self.stem), '' if s.get('overwrite') is not True or not os.path.exists(
+                                 self.ckpt_path) else '; --overwrite replaces the run there'))
+        for n in notes:
+            print('| note: ' + n)
+        print('| dry run: every check passed; nothing was written or changed. The same command without --dry_run '
+              'starts the run.')
+        sys.stdout.flush()
 
     def epochs(self):
         return range(self.start_epoch, self.s.num_epochs + 1)
@@ -251,6 +323,11 @@ class Run(object):
         else:
             divisions = dm.co_divide(nets, self.source, cfg, epoch=epoch, histories=self.histories,
                                      autocast=self.runtime.autocast)
+            if self.first_division is not None:  # settings that wait for the first division (--r auto)
+                cfg = self.cfg = self.first_division(epoch, divisions, record)
+                self.first_division = None
+                for d in divisions:
+                    d.pred = d.prob > cfg.p_threshold
             stats = self._division_stats(divisions)
             for k in range(2):  # net k trains on the division made by its peer
                 peer = 1 - k
@@ -330,6 +407,21 @@ class Run(object):
                 atomic_save(ckpt, self.ckpt_path)
             self.saved_epoch = epoch
         distributed.barrier()  # no process starts the next epoch before this checkpoint is on disk
+
+    def record_settings(self, **values):
+        """Add values the run resolved after its start to <stem>_settings.json (atomically; rank 0)."""
+        if not self.main:
+            return
+        path = self.stem + '_settings.json'
+        try:
+            with open(path) as f:
+                settings = json.load(f)
+        except (OSError, ValueError):  # removed or damaged since the start: what is known now
+            settings = {}
+        settings.update(values)
+        with open(path + '.tmp', 'w') as f:
+            logs.dump(settings, f, indent=1, sort_keys=True)
+        os.replace(path + '.tmp', path)
 
     def save_nets(self, paths=None):
         """Save both nets' state dicts (default <stem>_net1.pth.tar, <stem>_net2.pth.tar)."""

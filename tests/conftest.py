@@ -87,6 +87,18 @@ def tiny_models(monkeypatch):
     monkeypatch.setattr(Train_webvision, 'InceptionResNetV2', tiny_net)
 
 
+def run_script(main, argv, capsys, errors=()):
+    """A training script's main through cli.run_main, as its command line runs it: (exit status, captured
+    stdout and stderr)."""
+    from dividemix_run import cli
+    try:
+        cli.run_main(main, argv, data_errors=errors)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr()
+
+
 def strict_json(text):
     """json.loads that refuses NaN and Infinity, as RFC 8259 and JavaScript's JSON.parse do."""
     import json

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torchvision
 
-from dividemix_run import cli
 import dataloader_folder
 import Train_folder
+from conftest import run_script
 from tiny_data import make_image_folder
 
 FAST = ['--num_epochs', '1', '--warm_up', '1', '--batch_size', '8', '--num_workers', '0', '--log_every', '1']
@@ -20,12 +20,7 @@ NOISY = (0, 13, 30)  # planted label errors: a cat saved as a dog, a dog as a fo
 
 
 def run(argv, capsys):
-    try:
-        cli.run_main(Train_folder.main, argv, data_errors=(dataloader_folder.DatasetError,))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
+    return run_script(Train_folder.main, argv, capsys, (dataloader_folder.DatasetError,))
 
 
 @pytest.fixture(scope='module')

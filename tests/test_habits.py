@@ -21,7 +21,7 @@ import plots
 import results
 import Train_cifar
 import Train_folder
-from conftest import ROOT
+from conftest import ROOT, run_script
 from test_train_cifar import FAST as CIFAR_FAST, snapshot
 from tiny_data import class_images, make_image_folder
 
@@ -30,12 +30,7 @@ FAST = ['--num_epochs', '0', '--warm_up', '1', '--width', '4', '--batch_size', '
 
 
 def run(main, argv, capsys):
-    try:
-        cli.run_main(main, argv, data_errors=(df.DatasetError,) if main is Train_folder.main else ())
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
+    code, out = run_script(main, argv, capsys, (df.DatasetError,) if main is Train_folder.main else ())
     return code, out.out, out.err
 
 

@@ -23,7 +23,7 @@ import dividemix
 import Train_cifar
 import Train_clothing1M
 import Train_webvision
-from conftest import ROOT, make_clothing1m, make_webvision
+from conftest import ROOT, make_clothing1m, make_webvision, run_script
 from test_large_scale import CLOTHING_FAST
 from test_train_cifar import FAST, copy_data, lines, snapshot
 
@@ -32,12 +32,8 @@ STEM = 'cifar10_0.5_sym'
 
 def run(argv, capsys, main=Train_cifar.main, errors=None):
     errors = errors if errors is not None else (dataloader_errors(main),)
-    try:
-        cli.run_main(main, argv, data_errors=errors)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    code, out = run_script(main, argv, capsys, errors)
+    return code, out.err
 
 
 def dataloader_errors(main):

@@ -14,16 +14,11 @@ import dataloader_webvision as wv
 import Train_clothing1M
 import Train_webvision
 from dividemix_run import cli
-from conftest import make_clothing1m, make_webvision
+from conftest import make_clothing1m, make_webvision, run_script
 
 
 def run(main, argv, capsys, errors=()):
-    try:
-        cli.run_main(main, argv, data_errors=errors)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
+    return run_script(main, argv, capsys, errors)
 
 
 # ---------------------------------------------------------------- Clothing1M loaders

@@ -343,6 +343,28 @@ def test_label_issues_evaluation_at_toy_scale(tmp_path, capsys):
     assert len(pngs) == 200
 
 
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason='Debian dataset-fashion-mnist not installed (%s)' % FASHION_DIR)
+def test_r_auto_evaluation_at_toy_scale(tmp_path, capsys):
+    """r_auto_eval.py's own path (a PNG folder with injected noise, Train_folder.py with --r auto and with
+    the true rate) on 100 real Fashion-MNIST images: the table's row matches the pair's record, and a
+    pair with the same settings is the same run."""
+    import json
+    import r_auto_eval
+    text = r_auto_eval.main(['--out', str(tmp_path), '--n_train', '100', '--n_test', '50', '--num_epochs', '2',
+                             '--warm_up', '1', '--lr_decay_epoch', '2', '--width', '4', '--seeds', '1',
+                             '--settings', 'sym:0.5'])
+    with open(str(tmp_path / 'r_auto_eval.jsonl')) as f:
+        rec = json.loads(f.read())
+    auto, given = rec['auto'], rec['given']
+    assert 0 < rec['true_rate'] < 1 and 0 < auto['r_estimate'] < 1 and given['r_estimate'] is None
+    assert rec['same_run'] == rec['same_settings'] == ((auto['lambda_u'], auto['p_threshold'])
+                                                       == (given['lambda_u'], given['p_threshold']))
+    if rec['same_settings']:  # the estimate draws nothing: the same settings make the same run
+        assert auto['mean_last10'] == given['mean_last10']
+    assert '| sym 50%% | 1 | %.3f | %.3f | %+.3f |' % (rec['true_rate'], auto['r_estimate'],
+                                                     auto['r_estimate'] - rec['true_rate']) in text
+
+
 # ---------------------------------------------------------------- strict JSON outputs
 
 def test_json_outputs_are_strict_json_where_a_value_is_undefined(tmp_path, cifar10_dir, capsys):

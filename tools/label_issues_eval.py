@@ -158,18 +158,25 @@ def table(mode, r, realised, rows):
     return '\n'.join(out)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def add_scale_args(p, *, out, n_train, n_test, settings):
+    """The flags of the Fashion-MNIST PNG-folder experiments (this one and r_auto_eval.py): data, scale,
+    noise settings, and Train_folder.py's SmallCNN schedule."""
     p.add_argument('--data_path', default='/usr/share/datasets/fashion-mnist', help='Fashion-MNIST IDX files')
-    p.add_argument('--out', default='label_issues_eval', help='where the PNG folders and runs go')
-    p.add_argument('--n_train', type=int, default=4000)
-    p.add_argument('--n_test', type=int, default=2000)
-    p.add_argument('--settings', default='sym:0.5,asym:0.4', help='noise mode:r pairs')
+    p.add_argument('--out', default=out, help='where the PNG folders and runs go')
+    p.add_argument('--n_train', type=int, default=n_train)
+    p.add_argument('--n_test', type=int, default=n_test)
+    p.add_argument('--settings', default=settings, help='noise mode:r pairs')
     p.add_argument('--num_epochs', type=int, default=20)
     p.add_argument('--warm_up', type=int, default=4)
     p.add_argument('--lr_decay_epoch', type=int, default=15)
     p.add_argument('--width', type=int, default=16, help='SmallCNN width')
     p.add_argument('--augment', default='none', choices=['none', 'crop_flip'])
+    return p
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_scale_args(p, out='label_issues_eval', n_train=4000, n_test=2000, settings='sym:0.5,asym:0.4')
     p.add_argument('--folds', type=int, default=4, help='folds of the out-of-fold probabilities for cleanlab')
     p.add_argument('--seed', type=int, default=123)
     args = p.parse_args(argv)
