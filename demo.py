@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 
 import dataloader_cifar as dataloader
@@ -119,6 +120,7 @@ def plot_curves(out, scale):
     if importlib.util.find_spec('matplotlib') is None:
         print('| (pip install matplotlib for a plot of both runs\' test accuracy per epoch)')
         return
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tools'))  # plots.py lives there
     import plots
     stem = os.path.join(out, 'fashionmnist_%.1f_%s_' % (scale['r'], scale['noise_mode']))
     path = os.path.join(out, 'demo_acc.png')

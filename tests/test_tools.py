@@ -1,6 +1,8 @@
 """results.py tables, plots.py PNGs, the framework figure, the demo's data path, the benchmark."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +14,7 @@ import plots
 import results
 from dividemix_run import cli
 import Train_cifar
-from conftest import FASHION_DIR, make_fashion
+from conftest import FASHION_DIR, ROOT, make_fashion
 
 SAMPLE_LOGS = {
     # a run of ours: text log + JSON lines
@@ -227,19 +229,22 @@ def test_demo_clear_error_when_nothing_found(tmp_path, monkeypatch, capsys):
     assert 'Fashion-MNIST not found' in err and 'apt-get install dataset-fashion-mnist' in err and '--data_path' in err
 
 
-def test_demo_end_to_end_at_toy_scale(tmp_path, capsys):
-    """The demo's own path (both methods, the table) at a toy scale."""
+def test_demo_end_to_end_at_toy_scale(tmp_path):
+    """The demo's own path (both methods, the table, the picture) at a toy scale, run as run_demo.sh runs
+    it: `python demo.py` in its own interpreter (the test suite's sys.path, which holds tools/, would hide
+    an import that fails for users)."""
     folder = str(tmp_path / 'fm')
     make_fashion(folder, n_train=150, n_test=40)
-    rows = demo.main(['--data_path', folder, '--out', str(tmp_path / 'out'), '--train_subset', '100',
-                      '--test_subset', '30', '--num_epochs', '2', '--warm_up', '1', '--width', '4',
-                      '--batch_size', '16'])
-    assert [name for name, _ in rows] == ['DivideMix', 'cross-entropy']
-    table = open(str(tmp_path / 'out' / 'demo_table.md')).read()
-    assert '| DivideMix |' in table and '| cross-entropy |' in table
-    assert all(r['epochs'] == 3 for _, r in rows)
-    assert rows[1][1]['auc_last'] == rows[1][1]['auc_last']  # the baseline's AUC is tracked (not NaN)
-    assert os.path.getsize(str(tmp_path / 'out' / 'demo_acc.png')) > 1000  # matplotlib: a dev requirement
+    out = str(tmp_path / 'out')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'demo.py'), '--data_path', folder, '--out', out,
+                           '--train_subset', '100', '--test_subset', '30', '--num_epochs', '2', '--warm_up', '1',
+                           '--width', '4', '--batch_size', '16'], cwd=str(tmp_path), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split(' | ') for line in open(os.path.join(out, 'demo_table.md')) if line.startswith('| ')][2:]
+    assert [r[0] for r in rows] == ['| DivideMix', '| cross-entropy']
+    assert all(r[4] != 'nan' for r in rows)  # the baseline's AUC is tracked too
+    assert '| test accuracy per epoch of both runs: %s' % os.path.join(out, 'demo_acc.png') in proc.stdout
+    assert os.path.getsize(os.path.join(out, 'demo_acc.png')) > 1000  # matplotlib: a dev requirement
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason='Debian dataset-fashion-mnist not installed (%s)' % FASHION_DIR)
