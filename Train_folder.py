@@ -348,11 +348,13 @@ def main(argv=None):
                                            'trained' % s.id],
                 notes=[n for n in [weights_note(weights, state) if weights is not None else None] if n])
             return None
-        # --r auto: the settings wait for the first co-divide; a resume after it has them in the checkpoint
+        # --r auto: the settings wait for the first co-divide (until then lambda_u 0 and p_threshold 0.5 stand in,
+        # used by nothing but a warm-up --track_division); a resume after it has them in the checkpoint
         estimated = run.state.get('r_auto')
         auto = estimated if estimated is not None else {}
-        cfg = algorithm_config(s.replace(lambda_u=auto.get('lambda_u', s.lambda_u if s.lambda_u is not None else 0.0),
-                                         p_threshold=auto.get('p_threshold', s.p_threshold or 0.5)),
+        lam = s.lambda_u if s.lambda_u is not None else 0.0
+        pth = s.p_threshold if s.p_threshold is not None else 0.5
+        cfg = algorithm_config(s.replace(lambda_u=auto.get('lambda_u', lam), p_threshold=auto.get('p_threshold', pth)),
                                mix_unlabeled=s.pipeline == 'device', conf_penalty=s.conf_penalty == 'on')
         if estimated is not None:
             print('| %s (estimated before this resume): --lambda_u %g, --p_threshold %g'
@@ -378,7 +380,6 @@ def main(argv=None):
                   batch_sizes=(s.batch_size, 2 * s.batch_size, 4 * s.batch_size, s.eval_batch_size),
                   stats_line=lambda st: 'Numer of labeled samples:%d \n' % st['labeled'],
                   first_division=first_division if pending else None)
-        state_of_run = dict(r_auto=auto) if s.r == 'auto' else {}  # the estimate, kept by every checkpoint
 
         def write_report(epoch):
             rep = label_issues.report(run.runs, source, run.cfg, data.splits['train'][1], runtime.autocast, epoch)
@@ -401,7 +402,8 @@ def main(argv=None):
                 record['test_acc'] = acc
             if s.report_every and (epoch + 1) % s.report_every == 0 and epoch < s.num_epochs:
                 write_report(epoch)
-            run.end_epoch(record, accs=accs, **({k: (v or None) for k, v in state_of_run.items()}))
+            # an --r auto run's checkpoints keep the estimate (None until it is made)
+            run.end_epoch(record, accs=accs, **({'r_auto': auto or None} if s.r == 'auto' else {}))
         write_report(s.num_epochs)
         summary = summarize(accs)
         run.save_nets()

@@ -196,7 +196,7 @@ def test_check_clothing1m_names_every_problem(tmp_path, capsys):
     assert 'noisy_label_kv.txt has 1 labels outside 0..13: line 43 label 14' in err
     assert "noisy_label_kv.txt has 1 malformed lines: line 44 'images/0/00/y.jpg'" in err
     assert 'missing %s' % (root / 'clean_test_key_list.txt') in err
-    assert 'cannot decode %s' % victim in err
+    assert 'sampled images do not decode: %s (' % victim in err
     assert '5 problem(s) in %s: fix them before a run' % root in err
 
 

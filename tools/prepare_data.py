@@ -25,7 +25,6 @@ import argparse
 import collections
 import csv
 import os
-import random
 import re
 import shutil
 import sys
@@ -34,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from dataloader_webvision import missing_files  # noqa: E402 (the same in dataloader_clothing1M.py)
+from dividemix_run.cli import UsageError  # noqa: E402
+from dividemix_run.plan import decode_sample  # noqa: E402
 
 VAL_NAME = re.compile(r'^ILSVRC2012_val_(\d{8})\.JPEG$')
 CLOTHING_SIZES = {'noisy_train_key_list.txt': 1000000, 'clean_val_key_list.txt': 14313,
@@ -207,15 +208,12 @@ class Report(object):
         return len(paths) - len(missing)
 
     def decode(self, paths, sample):
-        from PIL import Image
-        chosen = random.Random(0).sample(paths, min(sample, len(paths)))
-        for path in chosen:
-            try:
-                with Image.open(path) as img:
-                    img.convert('RGB').load()
-            except Exception as e:  # any decoder failure is the image's
-                self.problems.append('cannot decode %s (%s)' % (path, str(e).splitlines()[0][:120]))
-        return len(chosen)
+        """Decode a fixed sample of paths (what --dry_run decodes); failures are a problem naming them."""
+        try:
+            return decode_sample(paths, sample)
+        except UsageError as e:
+            self.problems.append(str(e))
+            return min(sample, len(paths))
 
     def read(self, path, with_label, parse_key, label_range=None, show=5):
         """The list's (keys, labels) with its malformed lines and labels out of range reported."""
